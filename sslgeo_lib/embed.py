@@ -1,0 +1,101 @@
+"""Feature extraction: h, every projector hidden layer, and z, for clean images and augmented views.
+
+All extraction is batched, no-grad, in fp32 (evaluation features are not rounded to bf16), in eval mode,
+on any device. `clean_features` and `view_features` cache their arrays in the run's store entry.
+Layer names: "h" (encoder), "hidden1" .. "hidden{depth-1}" (projector hidden layers, after ReLU), "z".
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sslgeo_lib.augment import PARAM_NAMES, augment
+from sslgeo_lib.data import class_balanced_subset, load_dataset
+
+BATCH = 1000  # images per forward pass
+
+
+def _batches(x_u8: np.ndarray, device):
+    for i in range(0, len(x_u8), BATCH):
+        yield torch.from_numpy(x_u8[i:i + BATCH]).to(device).float().div_(255)
+
+
+@torch.no_grad()
+def encode(encoder: torch.nn.Module, x_u8: np.ndarray, device="cpu") -> np.ndarray:
+    """h = f(x) for uint8 images (N, 3, H, W): float32 (N, D)."""
+    encoder.eval()
+    return np.concatenate([encoder(xb).float().cpu().numpy() for xb in _batches(x_u8, device)])
+
+
+@torch.no_grad()
+def layers(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """All layers of a float batch: {"h": (B, D), "hidden1": (B, w), ..., "z": (B, m)}."""
+    h = model.encoder(x)
+    z, hidden = model.projector(h, hidden=True)
+    return {"h": h, **{f"hidden{i + 1}": a for i, a in enumerate(hidden)}, "z": z}
+
+
+@torch.no_grad()
+def embed(model, x_u8: np.ndarray, device="cpu") -> dict[str, np.ndarray]:
+    """Every layer for uint8 images (N, 3, H, W): {layer: float32 (N, dim)}."""
+    model.eval()
+    parts = [layers(model, xb) for xb in _batches(x_u8, device)]
+    return {k: torch.cat([p[k] for p in parts]).float().cpu().numpy() for k in parts[0]}
+
+
+@torch.no_grad()
+def embed_views(model, x_u8: np.ndarray, strength: float, n_views: int, seed: int = 0, device="cpu",
+                keep=("h", "z")) -> dict[str, np.ndarray]:
+    """`n_views` augmented views of each image at `strength`.
+
+    Returns {layer: (N, K, dim) for layer in keep} plus {"param_<name>": (N, K)} for every drawn
+    augmentation parameter (PARAM_NAMES). Views are drawn from a generator seeded by `seed`.
+    """
+    model.eval()
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out = {k: [] for k in keep} | {f"param_{p}": [] for p in PARAM_NAMES}
+    for xb in _batches(x_u8, device):
+        per_view = {k: [] for k in out}
+        for _ in range(n_views):
+            views, params = augment(xb, strength, gen)
+            feats = layers(model, views)
+            for k in keep:
+                per_view[k].append(feats[k].float().cpu())
+            for p in PARAM_NAMES:
+                per_view[f"param_{p}"].append(params[p].cpu())
+        for k, v in per_view.items():
+            out[k].append(torch.stack(v, 1))  # (B, K, ...)
+    return {k: torch.cat(v).numpy() for k, v in out.items()}
+
+
+def eval_indices(labels: np.ndarray, n: int) -> np.ndarray:
+    """The evaluation subset of a split: class-balanced, the same for every run (seed 0)."""
+    return class_balanced_subset(labels, n, 0)
+
+
+def clean_features(run, split: str, n: int, device="cpu") -> dict[str, np.ndarray]:
+    """Cached `embed` of a split's evaluation subset ("train": the run's own training subset when n = 0),
+    plus "y" (labels) and "index" (positions in the split)."""
+    def compute():
+        data = load_dataset(run.config.dataset)
+        x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
+        idx = (class_balanced_subset(y, run.config.n_train, run.config.subset_seed)
+               if split == "train" and n == 0 else eval_indices(y, n))
+        return {**embed(run.model(device), x[idx], device), "y": y[idx], "index": idx}
+
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return run.cached(f"clean-{split}", {"n": n}, compute)
+
+
+def view_features(run, n: int, strength: float, n_views: int, seed: int = 0, device="cpu",
+                  keep=("h", "z")) -> dict[str, np.ndarray]:
+    """Cached `embed_views` of the test evaluation subset of size `n` (see `eval_indices`)."""
+    def compute():
+        data = load_dataset(run.config.dataset)
+        idx = eval_indices(data.y_test, n)
+        out = embed_views(run.model(device), data.x_test[idx], strength, n_views, seed, device, keep)
+        return {**out, "y": data.y_test[idx], "index": idx}
+
+    settings = {"n": n, "strength": float(strength), "n_views": n_views, "seed": seed, "keep": list(keep)}
+    return run.cached("views", settings, compute)

@@ -1,0 +1,161 @@
+"""Geometry of feature spaces: invariance (C2), dimension (C3), tangent planes and the projector's
+kept subspace (C4). Pure functions of arrays, float64 inside; shapes in each docstring.
+Intrinsic dimension comes from scikit-dimension (Bac et al. 2021), not re-implemented here.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+ID_ESTIMATORS = ("TwoNN", "MLE", "lPCA")
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+# --- invariance (C2) ---------------------------------------------------------------------------
+
+def invariance(views: np.ndarray) -> dict[str, float]:
+    """Augmentation invariance of L2-normalised features (CLAIMS.md, C2).
+
+    views: (N, K, d), K views of each of N images. With r the unit-normalised features,
+    V_aug = mean_i mean_k ||r_ik - mean_k r_ik||^2, V_tot = mean_ik ||r_ik - mean_ik r||^2,
+    I = 1 - V_aug / V_tot. Range (-inf, 1]: 1 = every view of an image maps to the same point;
+    about 0 = views vary as much as different images do (e.g. features of pure noise).
+    """
+    r = _unit(views)
+    v_aug = ((r - r.mean(1, keepdims=True)) ** 2).sum(-1).mean()
+    v_tot = ((r - r.reshape(-1, r.shape[-1]).mean(0)) ** 2).sum(-1).mean()
+    return {"invariance": float(1 - v_aug / v_tot), "v_aug": float(v_aug), "v_tot": float(v_tot)}
+
+
+def view_cosine(views: np.ndarray) -> float:
+    """Mean cosine similarity between two different views of the same image; views (N, K, d), K >= 2.
+    Range [-1, 1]; 1 = identical directions."""
+    r = _unit(views)
+    k = r.shape[1]
+    gram = np.einsum("nkd,nld->nkl", r, r)  # (N, K, K)
+    return float((gram.sum((1, 2)) - np.trace(gram, axis1=1, axis2=2)).mean() / (k * (k - 1)))
+
+
+# --- dimension (C3) ----------------------------------------------------------------------------
+
+def singular_values(x: np.ndarray) -> np.ndarray:
+    """Singular values (descending) of the centred feature matrix x (n, d)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.linalg.svd(x - x.mean(0), compute_uv=False)
+
+
+def effective_rank(x: np.ndarray) -> float:
+    """RankMe effective rank (Roy & Vetterli 2007; Garrido et al. 2023): exp of the entropy of the
+    normalised singular values of the centred x (n, d). Range [1, min(n, d)]; k for a matrix with k
+    equal non-zero singular values (e.g. isotropic data in a k-dim subspace)."""
+    s = singular_values(x)
+    p = s / s.sum()
+    p = p[p > 0]
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def participation_ratio(x: np.ndarray) -> float:
+    """(sum lambda)^2 / sum lambda^2 over covariance eigenvalues lambda of x (n, d).
+    Range [1, d]; k for isotropic data in a k-dim subspace."""
+    lam = singular_values(x) ** 2
+    return float(lam.sum() ** 2 / (lam ** 2).sum())
+
+
+def pca_dimension(x: np.ndarray, level: float) -> int:
+    """Number of principal components that explain a fraction `level` of the variance of x (n, d)."""
+    lam = singular_values(x) ** 2
+    return int(np.searchsorted(np.cumsum(lam) / lam.sum(), level - 1e-12) + 1)
+
+
+def intrinsic_dimension(x: np.ndarray, n: int, estimator: str, seed: int = 0) -> float:
+    """Global intrinsic dimension of `n` points drawn from x (n_all, d) by `seed`, with scikit-dimension's
+    TwoNN (Facco et al. 2017), MLE (Levina & Bickel 2005) or lPCA (Fukunaga-Olsen). Compare two
+    feature spaces only at the same n: these estimators are biased by the sample size."""
+    import skdim
+
+    if estimator not in ID_ESTIMATORS:
+        raise ValueError(f"unknown ID estimator {estimator!r}; accepted: {', '.join(ID_ESTIMATORS)}")
+    if n > len(x):
+        raise ValueError(f"asked for n={n} points, only {len(x)} available")
+    pts = np.asarray(x, dtype=np.float64)[np.random.default_rng(seed).choice(len(x), n, replace=False)]
+    return float(getattr(skdim.id, estimator)().fit(pts).dimension_)
+
+
+# --- the projector's Jacobian and its kept subspace (C3, C4) -----------------------------------
+
+def jacobians(projector: torch.nn.Module, h: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """J(h_i) = dg/dh at each row of h (N, D), fp32, projector in eval mode: (N, m, D)."""
+    from torch.func import jacrev, vmap
+
+    projector.eval()
+    device = next(projector.parameters()).device
+    single = lambda v: projector(v[None])[0]  # noqa: E731  BatchNorm1d wants a batch axis
+    out = [vmap(jacrev(single))(torch.as_tensor(h[i:i + chunk], dtype=torch.float32, device=device))
+           for i in range(0, len(h), chunk)]
+    return torch.cat(out).detach().cpu().numpy()
+
+
+def jacobian_effective_rank(jac: np.ndarray) -> np.ndarray:
+    """Effective rank (see `effective_rank`, uncentred) of each Jacobian in jac (N, m, D): (N,)."""
+    s = np.linalg.svd(np.asarray(jac, dtype=np.float64), compute_uv=False)  # (N, min(m, D))
+    p = s / s.sum(1, keepdims=True)
+    return np.exp(-(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)).sum(1))
+
+
+def kept_subspace(jac: np.ndarray, r: int) -> np.ndarray:
+    """Top-r right singular vectors of one Jacobian (m, D): orthonormal basis (D, r)."""
+    return np.linalg.svd(np.asarray(jac, dtype=np.float64))[2][:r].T
+
+
+# --- tangent planes and alignment (C4) ---------------------------------------------------------
+
+def neighbours(anchors: np.ndarray, bank: np.ndarray, k: int) -> np.ndarray:
+    """Indices (A, k) of the k nearest bank rows (Euclidean) of each anchor, the anchor itself excluded
+    when it is in the bank (zero distance)."""
+    a = torch.as_tensor(anchors, dtype=torch.float64)
+    b = torch.as_tensor(bank, dtype=torch.float64)
+    dist = torch.cdist(a, b)
+    dist[dist < 1e-9] = float("inf")
+    return dist.topk(k, largest=False).indices.numpy()
+
+
+def local_pca(points: np.ndarray, d: int) -> np.ndarray:
+    """Top-d principal directions of points (k, D) around their mean: orthonormal basis (D, d)."""
+    p = np.asarray(points, dtype=np.float64)
+    return np.linalg.svd(p - p.mean(0), full_matrices=False)[2][:d].T
+
+
+def local_dimension(points: np.ndarray) -> int:
+    """Intrinsic dimension of one neighbourhood (k, D) by scikit-dimension's lPCA (Fukunaga-Olsen: the
+    number of covariance eigenvalues above 5% of the largest), at least 1."""
+    import skdim
+
+    return max(1, int(round(skdim.id.lPCA().fit(np.asarray(points, dtype=np.float64)).dimension_)))
+
+
+def alignment(q1: np.ndarray, q2: np.ndarray) -> float:
+    """||Q1^T Q2||_F^2 / min(r, d) for orthonormal bases Q1 (D, r), Q2 (D, d): the mean squared cosine of
+    the principal angles. Range [0, 1]: 1 when one subspace contains the other; max(r, d) / D expected
+    for a uniformly random subspace."""
+    return float(((q1.T @ q2) ** 2).sum() / min(q1.shape[1], q2.shape[1]))
+
+
+def random_subspace(dim: int, r: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random r-dim subspace of R^dim (Haar): orthonormal basis (dim, r)."""
+    return np.linalg.qr(rng.standard_normal((dim, r)))[0]
+
+
+def suppression(jac: np.ndarray, u: np.ndarray) -> float:
+    """rho = ||J Q_U||_F^2 / (||J||_F^2 dim(U) / D) for one Jacobian J (m, D) and basis Q_U (D, u).
+    1 = the projector treats U like a random direction; 0 = it kills U entirely; > 1 = it amplifies U."""
+    jac = np.asarray(jac, dtype=np.float64)
+    return float(((jac @ u) ** 2).sum() / ((jac ** 2).sum() * u.shape[1] / jac.shape[1]))
+
+
+def augmentation_directions(views: np.ndarray, u: int) -> np.ndarray:
+    """Top-u principal directions of the encoder features of one image's views (K, D): basis (D, u)."""
+    return local_pca(views, u)

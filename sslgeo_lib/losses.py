@@ -1,0 +1,26 @@
+"""SSL objectives as pure functions of embeddings."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """NT-Xent (normalised temperature-scaled cross-entropy; Chen et al. 2020, SimCLR eq. 1).
+
+    z1, z2: (N, m) projections of two views of the same N images (row i of each is a positive pair).
+    Each of the 2N embeddings is classified against the 2N - 1 others, its partner being the positive.
+    Computed in float32 whatever the input dtype. Reference values: collinear embeddings (all rows equal)
+    give exactly log(2N - 1); a perfect, well-separated solution tends to 0 as temperature -> 0.
+    """
+    if z1.shape != z2.shape or z1.ndim != 2:
+        raise ValueError(f"nt_xent expects two (N, m) tensors of equal shape, got {tuple(z1.shape)} and "
+                         f"{tuple(z2.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # (2N, m)
+    logits = z @ z.T / temperature  # (2N, 2N)
+    logits.fill_diagonal_(float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(logits, target)

@@ -1,0 +1,66 @@
+"""One seaborn theme and the book's standard figures."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from sslgeo_lib.stats import ci_table
+
+LAYER_COLORS = {"h": "#1f77b4", "z": "#d62728"}
+
+
+def set_theme() -> None:
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", font_scale=0.95)
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "axes.titleweight": "bold"})
+
+
+def _palette(hues) -> dict:
+    others = iter(sns.color_palette("colorblind", 10)[2:])
+    return {h: LAYER_COLORS.get(h) or next(others) for h in hues}
+
+
+def strength_plot(df: pd.DataFrame, value: str, hue: str = "layer", col: str | None = None,
+                  ylabel: str | None = None, title: str | None = None, height: float = 3.4):
+    """`value` against training strength: mean over seeds with its 95% t-interval, one line per `hue`,
+    one panel per `col`. Returns the figure."""
+    cols = [None] if col is None else list(dict.fromkeys(df[col]))
+    fig, axes = plt.subplots(1, len(cols), figsize=(height * 1.45 * len(cols), height), squeeze=False,
+                             sharey=True)
+    hues = list(dict.fromkeys(df[hue]))
+    colors = _palette(hues)
+    for ax, c in zip(axes[0], cols):
+        part = df if c is None else df[df[col] == c]
+        for h in hues:
+            t = ci_table(part[part[hue] == h], value)
+            if t.empty:
+                continue
+            ax.plot(t["strength"], t["mean"], "o-", color=colors[h], label=str(h))
+            ax.fill_between(t["strength"], t["low"], t["high"], color=colors[h], alpha=0.2, lw=0)
+            ax.plot(part.loc[part[hue] == h, "strength"], part.loc[part[hue] == h, value], ".",
+                    color=colors[h], alpha=0.35, ms=4)
+        ax.set_xlabel("training strength s")
+        ax.set_title("" if c is None else f"{col} = {c}")
+    axes[0][0].set_ylabel(ylabel or value)
+    axes[0][-1].legend(title=hue, frameon=False, loc="best")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images: np.ndarray, row_labels, title: str | None = None):
+    """A grid of images (rows, cols, 3, H, W) in [0, 1] with one label per row."""
+    rows, cols = images.shape[:2]
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.95), squeeze=False)
+    for i in range(rows):
+        for j in range(cols):
+            axes[i][j].imshow(np.clip(images[i, j].transpose(1, 2, 0), 0, 1))
+            axes[i][j].set_xticks([])
+            axes[i][j].set_yticks([])
+        axes[i][0].set_ylabel(row_labels[i], rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
