@@ -134,19 +134,19 @@ def resolve_preset_name(name: str = "auto") -> str:
     return name
 
 
-def parse_literal(name: str, value, kind: type):
-    """Accept a value of `kind`, or its Python-literal string (papermill's -p passes lists as text)."""
-    if isinstance(value, str) and kind is not str:
+def parse_literal(name: str, value, kind: type, text: bool = True):
+    """Accept a value of `kind`, or (if `text`) its Python-literal string: papermill's -p passes lists as text."""
+    if text and isinstance(value, str) and kind is not str:
         try:
             value = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            raise ValueError(f"parameter {name}={value!r} is not a {kind.__name__} literal") from None
+            raise ValueError(f"parameter {name}={value!r} is not a Python literal of type {kind.__name__}") from None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind is list and isinstance(value, tuple):
         value = list(value)
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise TypeError(f"parameter {name} must be a {kind.__name__}, got {value!r} ({type(value).__name__})")
+        raise TypeError(f"parameter {name} must be {kind.__name__}, got {value!r} ({type(value).__name__})")
     return value
 
 
@@ -159,14 +159,15 @@ def make_preset(preset: str = "auto", strengths=None, seeds=None, **overrides) -
     p = PRESETS[resolve_preset_name(preset)]
     changes = {}
     if strengths is not None:
-        changes["strengths"] = tuple(float(parse_literal(f"strengths[{i}]", s, float))
+        changes["strengths"] = tuple(float(parse_literal(f"strengths[{i}]", s, float, text=False))
                                      for i, s in enumerate(parse_literal("strengths", strengths, list)))
     if seeds is not None:
-        changes["seeds"] = tuple(parse_literal(f"seeds[{i}]", s, int)
+        changes["seeds"] = tuple(parse_literal(f"seeds[{i}]", s, int, text=False)
                                  for i, s in enumerate(parse_literal("seeds", seeds, list)))
     for key in ("n_test", "n_views", "n_anchor"):
-        if overrides.get(key) is not None:
-            changes[key] = parse_literal(key, overrides.pop(key), int)
+        value = overrides.pop(key, None)
+        if value is not None:
+            changes[key] = parse_literal(key, value, int)
     types = {f.name: {"int": int, "float": float, "str": str}[f.type] for f in dataclasses.fields(RunConfig)}
     base = {}
     for key, value in overrides.items():

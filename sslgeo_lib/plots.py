@@ -41,7 +41,7 @@ def strength_plot(df: pd.DataFrame, value: str, hue: str = "layer", col: str | N
             ax.plot(part.loc[part[hue] == h, "strength"], part.loc[part[hue] == h, value], ".",
                     color=colors[h], alpha=0.35, ms=4)
         ax.set_xlabel("training strength s")
-        ax.set_title("" if c is None else f"{col} = {c}")
+        ax.set_title("" if c is None else str(c))
     axes[0][0].set_ylabel(ylabel or value)
     axes[0][-1].legend(title=hue, frameon=False, loc="best")
     if title:
@@ -62,5 +62,23 @@ def image_grid(images: np.ndarray, row_labels, title: str | None = None):
         axes[i][0].set_ylabel(row_labels[i], rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def curve_plot(loss: pd.DataFrame, knn: pd.DataFrame, floor, height: float = 3.4):
+    """Training curves per strength: NT-Xent loss and monitor kNN accuracy against epoch (mean and 95%
+    t-interval over seeds), with `floor` (untrained-encoder accuracies) as a dashed line."""
+    fig, axes = plt.subplots(1, 2, figsize=(height * 3, height))
+    for ax, df, value, label in ((axes[0], loss, "loss", "NT-Xent loss"), (axes[1], knn, "knn_acc", "kNN accuracy of h")):
+        colors = dict(zip(sorted(df["strength"].unique()), sns.color_palette("viridis", df["strength"].nunique())))
+        for s, part in df.groupby("strength"):
+            t = ci_table(part, value, by=("epoch",))
+            ax.plot(t["epoch"], t["mean"], "o-", ms=3, color=colors[s], label=f"s = {s:g}")
+            ax.fill_between(t["epoch"], t["low"], t["high"], color=colors[s], alpha=0.2, lw=0)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+    axes[1].axhline(float(np.mean(floor)), ls="--", color="gray", label="untrained")
+    axes[1].legend(frameon=False, fontsize="small")
     fig.tight_layout()
     return fig

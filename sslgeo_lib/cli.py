@@ -1,0 +1,71 @@
+"""The `sslgeo` command: train a preset's sweep, list and clean stored runs, show a notebook's parameters."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sslgeo_lib.config import PRESETS, make_preset
+
+
+def _train(args) -> None:
+    from sslgeo_lib.sweep import sweep
+
+    p = make_preset(args.preset, strengths=args.strengths, seeds=args.seeds, epochs=args.epochs)
+    print(f"preset {p.name}: {len(p.configs())} runs (strengths {list(p.strengths)} x seeds {list(p.seeds)})",
+          file=sys.stderr)
+    for run in sweep(p, progress=not args.quiet):
+        m = run.metrics
+        print(f"{run.id}  s={run.config.strength:<5g} seed={run.config.seed}  loss={m['loss'][-1]:.3f}  "
+              f"knn={m['knn_acc'][-1]:.3f}  {m['images_per_s']:,.0f} img/s  {m['train_seconds'] / 60:.1f} min")
+
+
+def _list(args) -> None:
+    from sslgeo_lib.store import list_runs, runs_dir
+
+    rows = list_runs()
+    print(f"{len(rows)} run(s) in {runs_dir()}")
+    for r in rows:
+        extra = "  ".join(f"{k}={r[k]}" for k in ("encoder", "strength", "seed", "epochs", "n_train") if k in r)
+        print(f"{r['id']}  {r['status']:<12}  {extra}")
+
+
+def _clean(args) -> None:
+    from sslgeo_lib.store import clean
+
+    removed = clean(stale_only=not args.all)
+    print(f"removed {len(removed)} run(s)" + (": " + " ".join(removed) if removed else ""))
+
+
+def _params(args) -> None:
+    import papermill
+
+    for name, p in papermill.inspect_notebook(args.notebook).items():
+        print(f"{name}: {p['inferred_type_name']} = {p['default']}  # {p['help']}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="sslgeo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train every missing run of a preset's sweep")
+    t.add_argument("--preset", default="auto", help=f"auto | {' | '.join(PRESETS)} (default: auto)")
+    t.add_argument("--strengths", help='override the sweep\'s strengths, e.g. "[0, 0.5, 1.0]"')
+    t.add_argument("--seeds", help='override the sweep\'s seeds, e.g. "[0, 1]"')
+    t.add_argument("--epochs", help="override the epochs of every run")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=_train)
+    sub.add_parser("list", help="list the stored runs and their status").set_defaults(func=_list)
+    c = sub.add_parser("clean", help="remove stale (older code), partial and corrupt runs")
+    c.add_argument("--all", action="store_true", help="remove every run")
+    c.set_defaults(func=_clean)
+    n = sub.add_parser("params", help="show a notebook's parameters (as papermill sees them)")
+    n.add_argument("notebook")
+    n.set_defaults(func=_params)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
+        parser.exit(2, f"sslgeo: error: {exc}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+import os
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")  # in this process only: notebook kernels keep their inline backend
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    # Tests never write into the user's run store.
+    if "SSLGEO_RUNS_TEST" not in os.environ:
+        import tempfile
+
+        os.environ["SSLGEO_RUNS_TEST"] = tempfile.mkdtemp(prefix="sslgeo-runs-")
+    os.environ["SSLGEO_RUNS"] = os.environ["SSLGEO_RUNS_TEST"]
+
+
+@pytest.fixture(scope="session")
+def cifar():
+    """The real CIFAR-10 (from $SSLGEO_DATA or the cache); skipped where none can be found."""
+    from sslgeo_lib.data import load_dataset
+
+    try:
+        return load_dataset("cifar10")
+    except FileNotFoundError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"CIFAR-10 not available: {exc}")
+
+
+@pytest.fixture
+def tiny_tree(tmp_path):
+    """An ImageFolder tree with 2 classes x (3 train, 2 test) PNGs of known pixels."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = {}
+    for split, n in (("train", 3), ("test", 2)):
+        for c in ("bird", "ant"):
+            (tmp_path / "tree" / split / c).mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(img).save(tmp_path / "tree" / split / c / f"{i:04d}.png")
+                images[(split, c, i)] = img
+    return tmp_path / "tree", images
+
+
+@pytest.fixture
+def isolated_store(tmp_path, monkeypatch):
+    """A fresh, empty run store for one test."""
+    monkeypatch.setenv("SSLGEO_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"

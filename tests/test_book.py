@@ -1,0 +1,44 @@
+"""The whole book, built with the smoke preset and -W (any warning or failing notebook fails the build)."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def html(cifar, tmp_path_factory):
+    out = tmp_path_factory.mktemp("book")
+    env = {**os.environ, "SSLGEO_PRESET": "smoke"}
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "-W", "-n", "--keep-going",
+           "--path-output", str(out)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return out / "_build" / "html" / "book"
+
+
+def test_intro_has_the_claims_table_with_computed_verdicts(html):
+    page = (html / "intro.html").read_text()
+    table = page[page.index("<table"):page.index("</table>")]
+    for claim in ("C1", "C2", "C3", "C4", "C5", "C6", "C7"):
+        assert f">{claim}<" in table
+    row = table[table.index(">C2<"):]
+    row = row[:row.index("</tr>")]
+    assert re.search(r"supported|contradicted|inconclusive", row), row
+    assert "I(z) - I(h)" in row
+
+
+def test_c2_page_has_its_figures_and_glued_result(html):
+    page = (html / "c2_invariance.html").read_text()
+    assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", page)) >= 2
+    assert re.search(r"verdict <strong><span class=\"pasted-text\">(supported|contradicted|inconclusive)", page)
+
+
+def test_methods_page_shows_the_run_table_and_augmentation_figure(html):
+    page = (html / "methods.html").read_text()
+    assert "kNN acc (h)" in page and "images/s" in page
+    assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", page)) >= 2

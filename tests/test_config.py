@@ -1,0 +1,67 @@
+import pytest
+
+from sslgeo_lib.config import PRESETS, RunConfig, make_preset, resolve_preset_name
+
+
+def test_defaults_are_valid_and_ints_become_floats():
+    cfg = RunConfig(strength=1, lr=1)
+    assert cfg.strength == 1.0 and isinstance(cfg.strength, float)
+
+
+@pytest.mark.parametrize("changes,error,message", [
+    ({"strength": -0.5}, ValueError, "strength must be a finite number >= 0"),
+    ({"dataset": "mnist"}, ValueError, "dataset='mnist' is unknown; accepted: cifar10"),
+    ({"encoder": "vit"}, ValueError, "encoder='vit' is unknown; accepted: small_cnn, resnet18"),
+    ({"epochs": "20"}, TypeError, "epochs must be int, got '20' \\(str\\)"),
+    ({"epochs": 2.5}, TypeError, "epochs must be int"),
+    ({"seed": True}, TypeError, "seed must be int"),
+    ({"batch_size": 0}, ValueError, "batch_size must be > 0"),
+    ({"n_train": 100, "batch_size": 256}, ValueError, "at least two batches"),
+    ({"precision": "fp16"}, ValueError, "precision='fp16' is unknown; accepted: auto, bf16, fp32"),
+])
+def test_bad_fields_fail_with_clear_messages(changes, error, message):
+    with pytest.raises(error, match=message):
+        RunConfig(**changes)
+
+
+def test_replace_rejects_unknown_fields():
+    with pytest.raises(KeyError, match="unknown RunConfig field"):
+        RunConfig().replace(epoch=3)
+
+
+def test_presets_expand_to_sweeps():
+    cpu = PRESETS["cpu"]
+    assert cpu.strengths == (0.0, 0.25, 0.5, 1.0, 1.5) and len(cpu.seeds) == 3
+    configs = cpu.configs()
+    assert len(configs) == 15 and {c.strength for c in configs} == set(cpu.strengths)
+    assert PRESETS["gpu"].base.encoder == "resnet18" and PRESETS["gpu"].base.n_train == 0
+
+
+def test_auto_preset(monkeypatch):
+    monkeypatch.setenv("SSLGEO_PRESET", "smoke")
+    assert resolve_preset_name("auto") == "smoke"
+    monkeypatch.delenv("SSLGEO_PRESET")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert resolve_preset_name("auto") == "cpu"
+    with pytest.raises(ValueError, match="unknown preset 'fast'; accepted: auto, smoke, cpu, gpu"):
+        resolve_preset_name("fast")
+
+
+def test_papermill_strings_are_parsed():
+    p = make_preset("smoke", strengths="[0, 1.0]", seeds="[0, 1]", epochs="2", n_test="100")
+    assert p.strengths == (0.0, 1.0) and p.seeds == (0, 1) and p.base.epochs == 2 and p.n_test == 100
+    assert make_preset("smoke", strengths=[0.5]).strengths == (0.5,)
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"strengths": "[0, -1]"}, ValueError, "strength must be a finite number >= 0"),
+    ({"strengths": "0.5"}, TypeError, "strengths must be list, got 0.5"),
+    ({"strengths": "[0, 'a']"}, TypeError, "strengths\\[1\\] must be float"),
+    ({"seeds": "[0.5]"}, TypeError, "seeds\\[0\\] must be int"),
+    ({"epochs": "two"}, ValueError, "epochs='two' is not a Python literal of type int"),
+    ({"epoch": 3}, KeyError, "unknown parameter 'epoch'"),
+    ({"seeds": "[]"}, ValueError, "at least one strength and one seed"),
+])
+def test_bad_notebook_parameters(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        make_preset("smoke", **kwargs)

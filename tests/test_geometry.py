@@ -1,0 +1,158 @@
+import numpy as np
+import pytest
+import torch
+
+from sslgeo_lib import geometry as G
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+# --- invariance (C2) ---
+
+def test_identical_views_are_perfectly_invariant():
+    x = rng().standard_normal((50, 1, 16))
+    out = G.invariance(np.repeat(x, 4, axis=1))
+    assert out["invariance"] == pytest.approx(1.0) and out["v_aug"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_views_independent_of_the_image_give_zero_invariance():
+    views = rng().standard_normal((2000, 8, 16))  # views carry no information about the image
+    # E[V_aug] = (K-1)/K E||r - mu||^2 and V_tot = E||r - mu||^2, so I -> 1/K
+    assert G.invariance(views)["invariance"] == pytest.approx(1 / 8, abs=0.01)
+
+
+def test_invariance_known_value():
+    # two images, two views each, unit vectors: image 1 views e1, e1; image 2 views e2, -e2
+    v = np.array([[[1, 0], [1, 0]], [[0, 1], [0, -1]]], dtype=float)
+    # V_aug = (0 + 0 + 1 + 1) / 4 = 0.5; grand mean (0.5, 0); V_tot = (0.25*2 + 1.25*2) / 4 = 0.75
+    out = G.invariance(v)
+    assert out["v_aug"] == pytest.approx(0.5) and out["v_tot"] == pytest.approx(0.75)
+    assert out["invariance"] == pytest.approx(1 / 3)
+
+
+def test_invariance_ignores_feature_scale():
+    v = rng().standard_normal((100, 4, 8))
+    assert G.invariance(v)["invariance"] == pytest.approx(G.invariance(v * rng(1).uniform(0.1, 10, (100, 4, 1)))["invariance"])
+
+
+def test_view_cosine():
+    e = np.eye(3)
+    assert G.view_cosine(np.stack([e[[0, 0]], e[[1, 1]]])) == pytest.approx(1.0)
+    assert G.view_cosine(np.stack([e[[0, 1, 2]]])) == pytest.approx(0.0)
+
+
+# --- dimension (C3) ---
+
+def _isotropic(n, k, dim, seed=0):
+    """n points whose centred matrix has exactly k equal non-zero singular values, in a random k-dim subspace."""
+    q = np.linalg.qr(rng(seed).standard_normal((dim, k)))[0]
+    u = rng(seed + 1).standard_normal((n, k))
+    u = np.linalg.qr(u - u.mean(0))[0]  # orthonormal columns, still centred
+    return u @ q.T
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_effective_rank_and_participation_ratio_of_rank_k_isotropic_data(k):
+    x = _isotropic(200, k, 32) + 5.0  # an offset must not matter (centred)
+    assert G.effective_rank(x) == pytest.approx(k, rel=1e-6)
+    assert G.participation_ratio(x) == pytest.approx(k, rel=1e-6)
+    assert G.pca_dimension(x, 0.99) == k and G.pca_dimension(x, 0.9) == int(np.ceil(0.9 * k - 1e-9))
+
+
+def test_pca_dimension_known_spectrum():
+    x = np.diag([3.0, 2.0, 1.0, 0.0])  # variances 9 : 4 : 1 : 0 (of the centred rows, scaled)
+    x = np.vstack([x, -x])
+    assert G.pca_dimension(x, 0.6) == 1 and G.pca_dimension(x, 0.9) == 2 and G.pca_dimension(x, 0.99) == 3
+
+
+@pytest.mark.parametrize("estimator", G.ID_ESTIMATORS)
+def test_intrinsic_dimension_of_a_5_ball_in_10_dimensions(estimator):
+    import skdim
+
+    ball = np.hstack([skdim.datasets.hyperBall(2000, 5, random_state=0), np.zeros((2000, 5))])
+    assert G.intrinsic_dimension(ball, 1000, estimator) == pytest.approx(5, abs=1.0)
+
+
+def test_intrinsic_dimension_checks_its_arguments():
+    with pytest.raises(ValueError, match="unknown ID estimator 'PCA'"):
+        G.intrinsic_dimension(np.zeros((10, 2)), 5, "PCA")
+    with pytest.raises(ValueError, match="asked for n=20 points, only 10 available"):
+        G.intrinsic_dimension(np.zeros((10, 2)), 20, "MLE")
+
+
+# --- Jacobians, alignment, suppression (C3, C4) ---
+
+def test_jacobian_of_a_linear_projector_is_its_weight():
+    from sslgeo_lib.models import Projector
+
+    proj = Projector(6, 4, 1, 3)
+    jac = G.jacobians(proj, rng().standard_normal((5, 6)))
+    assert jac.shape == (5, 3, 6)
+    np.testing.assert_allclose(jac, np.broadcast_to(proj.out.weight.detach().numpy(), (5, 3, 6)), atol=1e-6)
+
+
+def test_jacobian_of_an_mlp_matches_finite_differences():
+    from sslgeo_lib.models import Projector
+
+    torch.manual_seed(0)
+    proj = Projector(5, 7, 3, 2).eval()
+    h = rng().standard_normal((3, 5))
+    jac = G.jacobians(proj, h)
+    eps = 1e-3
+    for j in range(5):
+        d = np.zeros(5)
+        d[j] = eps
+        with torch.no_grad():
+            fd = (proj(torch.tensor(h + d, dtype=torch.float32)) - proj(torch.tensor(h - d, dtype=torch.float32))) / (2 * eps)
+        np.testing.assert_allclose(jac[:, :, j], fd.numpy(), atol=2e-3)
+
+
+def test_jacobian_effective_rank():
+    j = np.zeros((2, 4, 6))
+    j[0, :2, :2] = np.eye(2)
+    j[1] = np.eye(4, 6)
+    np.testing.assert_allclose(G.jacobian_effective_rank(j), [2.0, 4.0])
+
+
+def test_alignment_self_and_orthogonal():
+    q = G.random_subspace(20, 4, rng())
+    assert G.alignment(q, q) == pytest.approx(1.0)
+    e = np.eye(20)
+    assert G.alignment(e[:, :3], e[:, 3:7]) == pytest.approx(0.0)
+    assert G.alignment(e[:, :2], e[:, :5]) == pytest.approx(1.0)  # contained subspace
+
+
+def test_random_subspace_alignment_expectation():
+    r, d, dim = 3, 5, 40
+    t = G.random_subspace(dim, d, rng(1))
+    values = [G.alignment(G.random_subspace(dim, r, rng(s)), t) for s in range(2, 2002)]
+    # E ||Q_T^T Q_A||_F^2 = r d / D, so the normalised alignment is max(r, d) / D
+    assert np.mean(values) == pytest.approx(max(r, d) / dim, rel=0.05)
+
+
+def test_suppression_of_a_killed_subspace_is_zero():
+    dim = 10
+    w = np.eye(dim)[:6] * 2.0  # keeps the first 6 coordinates, kills the last 4
+    killed, kept = np.eye(dim)[:, 6:], np.eye(dim)[:, :2]
+    assert G.suppression(w, killed) == pytest.approx(0.0)
+    assert G.suppression(w, kept) == pytest.approx(dim / 6)  # uniform gain on 6 of 10 directions
+    assert np.mean([G.suppression(w, G.random_subspace(dim, 2, rng(s))) for s in range(3000)]) == pytest.approx(1.0, rel=0.03)
+
+
+def test_kept_subspace_is_the_row_space():
+    w = np.zeros((2, 5))
+    w[0, 1], w[1, 3] = 3.0, 1.0
+    q = G.kept_subspace(w, 2)
+    assert G.alignment(q, np.eye(5)[:, [1, 3]]) == pytest.approx(1.0)
+    assert G.alignment(G.kept_subspace(w, 1), np.eye(5)[:, [1]]) == pytest.approx(1.0)  # largest first
+
+
+def test_local_pca_recovers_a_plane_and_neighbours_exclude_self():
+    pts = np.zeros((100, 6))
+    pts[:, :2] = rng().standard_normal((100, 2))
+    idx = G.neighbours(pts[:3], pts, 10)
+    assert idx.shape == (3, 10) and all(i not in row for i, row in enumerate(idx))
+    assert G.alignment(G.local_pca(pts[idx[0]], 2), np.eye(6)[:, :2]) == pytest.approx(1.0)
+    assert G.local_dimension(pts[idx[0]]) == 2

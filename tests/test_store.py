@@ -1,0 +1,115 @@
+import json
+from importlib.metadata import version
+
+import numpy as np
+import pytest
+import torch
+
+from sslgeo_lib import store
+from sslgeo_lib.config import RunConfig
+from sslgeo_lib.store import atomic_write, get_or_train, list_runs, load_run, run_id
+
+TINY = RunConfig(n_train=256, encoder_width=4, projector_width=16, projector_out=8, epochs=1, batch_size=64,
+                 monitor_every=1, strength=0.5)
+
+
+def test_a_second_call_never_retrains(cifar, isolated_store, monkeypatch):
+    run = get_or_train(TINY, progress=False)
+    for name in ("config.json", "weights.safetensors", "metrics.json", "provenance.json", "MANIFEST.json"):
+        assert (run.path / name).is_file()
+    assert not (run.path / "checkpoint.pt").exists()
+    assert json.loads((run.path / "config.json").read_text()) == TINY.to_dict()
+    assert run.provenance["packages"]["torch"] == version("torch")
+    assert run.provenance["device"] == "cpu" and run.metrics["epoch"] == [1]
+    monkeypatch.setattr("sslgeo_lib.train.train", lambda *a, **k: pytest.fail("retrained"))
+    again = get_or_train(TINY, progress=False)
+    assert again.id == run.id and again.metrics == run.metrics
+
+
+def test_weights_round_trip_without_pickle(cifar, isolated_store):
+    run = get_or_train(TINY, progress=False)
+    assert (run.path / "weights.safetensors").read_bytes()[:8] != b"\x80\x04\x95"  # not a pickle
+    m1, m2 = run.model(), run.model()
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(m1(x)[1], m2(x)[1])
+    assert not m1.training
+
+
+def test_corrupt_entry_is_reported_and_retrained(cifar, isolated_store):
+    run = get_or_train(TINY, progress=False)
+    weights = run.path / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert load_run(TINY) is None
+    with pytest.warns(UserWarning, match="corrupt \\(weights.safetensors does not match its checksum\\); retraining"):
+        fixed = get_or_train(TINY, progress=False)
+    assert load_run(TINY) is not None and fixed.id == run.id
+
+
+def test_partial_entry_is_reported_and_retrained(cifar, isolated_store):
+    run = get_or_train(TINY, progress=False)
+    (run.path / "MANIFEST.json").unlink()
+    with pytest.warns(UserWarning, match="partial \\(no MANIFEST.json\\); retraining"):
+        get_or_train(TINY, progress=False)
+    assert load_run(TINY) is not None
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(cifar, isolated_store, monkeypatch):
+    from sslgeo_lib.train import train
+
+    cfg = TINY.replace(epochs=2)
+    train(cfg, isolated_store / run_id(cfg), progress=False, max_epochs=1)  # a run killed after epoch 1
+    calls = []
+
+    def counting(*args, **kwargs):
+        result = train(*args, **kwargs)
+        calls.append(len(result.metrics["epoch"]))
+        return result
+
+    monkeypatch.setattr("sslgeo_lib.train.train", counting)
+    run = get_or_train(cfg, progress=False)
+    assert calls == [2] and run.metrics["epoch"] == [1, 2]
+
+
+def test_run_id_depends_on_config_and_training_code(monkeypatch):
+    assert run_id(TINY) == run_id(RunConfig(**TINY.to_dict()))
+    assert run_id(TINY) != run_id(TINY.replace(seed=1))
+    before = run_id(TINY)
+    monkeypatch.setattr(store, "code_hash", lambda: "changed training code")
+    assert run_id(TINY) != before
+
+
+def test_list_runs_marks_stale_code(cifar, isolated_store, monkeypatch):
+    run = get_or_train(TINY, progress=False)
+    assert [r["status"] for r in list_runs()] == ["ok"]
+    monkeypatch.setattr(store, "code_hash", lambda: "newer code")
+    assert list_runs()[0]["status"] == "ok, stale code" and list_runs()[0]["id"] == run.id
+    assert store.clean(stale_only=True) == [run.id] and list_runs() == []
+
+
+def test_atomic_write_leaves_nothing_half_written(tmp_path):
+    target = tmp_path / "f.bin"
+    atomic_write(target, lambda f: f.write(b"old"))
+
+    def broken(f):
+        f.write(b"partial")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, broken)
+    assert target.read_bytes() == b"old" and list(tmp_path.iterdir()) == [target]
+
+
+def test_cached_arrays_are_reused_and_keyed_by_settings(cifar, isolated_store):
+    run = get_or_train(TINY, progress=False)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"a": np.arange(3.0)}
+
+    first = run.cached("thing", {"k": 1}, compute)
+    second = run.cached("thing", {"k": 1}, compute)
+    run.cached("thing", {"k": 2}, compute)
+    assert len(calls) == 2 and np.array_equal(first["a"], second["a"])

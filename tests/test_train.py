@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from sslgeo_lib import train as train_mod
+from sslgeo_lib.config import RunConfig
+from sslgeo_lib.train import autocast_dtype, lr_at, train
+
+TINY = dict(n_train=256, encoder_width=4, projector_width=16, projector_out=8, epochs=2, batch_size=64,
+            monitor_every=1, strength=1.0)
+
+
+def _weights(result):
+    return {k: v.clone() for k, v in result.model.state_dict().items()}
+
+
+def test_same_seed_same_weights_other_seed_other_weights(cifar, tmp_path):
+    a = train(RunConfig(**TINY), tmp_path / "a", progress=False)
+    b = train(RunConfig(**TINY), tmp_path / "b", progress=False)
+    c = train(RunConfig(**TINY, seed=1), tmp_path / "c", progress=False)
+    wa, wb, wc = _weights(a), _weights(b), _weights(c)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+    assert a.metrics["loss"] == b.metrics["loss"] and len(a.metrics["loss"]) == 2
+
+
+def test_resume_after_interruption_gives_the_same_weights(cifar, tmp_path):
+    straight = train(RunConfig(**TINY), tmp_path / "straight", progress=False)
+    first = train(RunConfig(**TINY), tmp_path / "resumed", progress=False, max_epochs=1)
+    assert len(first.metrics["epoch"]) == 1 and (tmp_path / "resumed" / "checkpoint.pt").is_file()
+    resumed = train(RunConfig(**TINY), tmp_path / "resumed", progress=False)
+    ws, wr = _weights(straight), _weights(resumed)
+    assert all(torch.equal(ws[k], wr[k]) for k in ws)
+    assert resumed.metrics["loss"] == straight.metrics["loss"]
+
+
+def test_training_lowers_the_loss(cifar, tmp_path):
+    result = train(RunConfig(**{**TINY, "epochs": 4, "strength": 0.5}), tmp_path, progress=False)
+    loss = result.metrics["loss"]
+    assert loss[-1] < loss[0]
+    assert result.provenance["precision"] in ("bf16", "fp32") and result.metrics["images_per_s"] > 0
+
+
+def test_fp32_precision_is_plain_float32(cifar, tmp_path):
+    result = train(RunConfig(**{**TINY, "precision": "fp32", "epochs": 1}), tmp_path, progress=False)
+    assert result.provenance["precision"] == "fp32" and result.provenance["channels_last"] is False
+
+
+def test_precision_detection(monkeypatch):
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu, "fp32") is None
+    assert autocast_dtype(cpu, "bf16") is torch.bfloat16
+    monkeypatch.setattr(train_mod, "cpu_has_bf16", lambda: False)
+    assert autocast_dtype(cpu, "auto") is None
+    monkeypatch.setattr(train_mod, "cpu_has_bf16", lambda: True)
+    assert autocast_dtype(cpu, "auto") is torch.bfloat16
+
+
+def test_learning_rate_schedule():
+    cfg = RunConfig(lr=0.1, batch_size=512)
+    assert lr_at(cfg, 0, 100) == pytest.approx(0.2)  # linear scaling: 0.1 * 512 / 256
+    assert lr_at(cfg, 50, 100) == pytest.approx(0.1)
+    assert lr_at(cfg, 100, 100) == pytest.approx(0.0)
