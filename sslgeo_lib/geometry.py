@@ -159,3 +159,23 @@ def suppression(jac: np.ndarray, u: np.ndarray) -> float:
 def augmentation_directions(views: np.ndarray, u: int) -> np.ndarray:
     """Top-u principal directions of the encoder features of one image's views (K, D): basis (D, u)."""
     return local_pca(views, u)
+
+
+def id_calibration(n: int, dims=(2, 5, 10, 20), ambient: int = 64, seeds=(0, 1, 2)):
+    """Intrinsic-dimension estimates on manifolds of known dimension d, at `n` points: scikit-dimension's
+    uniform d-ball and d-sphere, isometrically embedded in R^ambient by a random rotation.
+    One row per (manifold, d, seed, estimator): columns manifold, d, seed, estimator, estimate."""
+    import pandas as pd
+    import skdim
+
+    rows = []
+    for d in dims:
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            for name, pts in (("ball", skdim.datasets.hyperBall(n, d, random_state=seed)),
+                              ("sphere", skdim.datasets.hyperSphere(n, d, random_state=seed))):
+                rot = random_subspace(ambient, pts.shape[1], rng)  # (ambient, k), orthonormal columns
+                x = pts @ rot.T
+                rows += [{"manifold": name, "d": d, "seed": seed, "estimator": e,
+                          "estimate": intrinsic_dimension(x, n, e, seed)} for e in ID_ESTIMATORS]
+    return pd.DataFrame(rows)

@@ -24,3 +24,18 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     logits.fill_diagonal_(float("-inf"))
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
     return F.cross_entropy(logits, target)
+
+
+def info_nce_euclidean(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """InfoNCE with similarity -||z_a - z_b||^2 / 2 and no normalisation, the form analysed by Jing et al.
+    (2022, "Understanding dimensional collapse in contrastive SSL", Sec. 4). Same pairing as `nt_xent`.
+    Reference value: collinear (identical) embeddings give log(2N - 1)."""
+    if z1.shape != z2.shape or z1.ndim != 2:
+        raise ValueError(f"info_nce_euclidean expects two (N, m) tensors of equal shape, got {tuple(z1.shape)} "
+                         f"and {tuple(z2.shape)}")
+    n = z1.shape[0]
+    z = torch.cat([z1, z2]).float()
+    logits = -torch.cdist(z, z).pow(2) / (2 * temperature)
+    logits.fill_diagonal_(float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(logits, target)

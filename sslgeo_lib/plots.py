@@ -22,15 +22,18 @@ def _palette(hues) -> dict:
 
 
 def strength_plot(df: pd.DataFrame, value: str, hue: str = "layer", col: str | None = None,
-                  ylabel: str | None = None, title: str | None = None, height: float = 3.4):
+                  ylabel: str | None = None, title: str | None = None, height: float = 3.4, col_wrap: int = 4,
+                  sharey: bool = True):
     """`value` against training strength: mean over seeds with its 95% t-interval, one line per `hue`,
-    one panel per `col`. Returns the figure."""
+    one panel per `col` (at most `col_wrap` panels a row). Returns the figure."""
     cols = [None] if col is None else list(dict.fromkeys(df[col]))
-    fig, axes = plt.subplots(1, len(cols), figsize=(height * 1.45 * len(cols), height), squeeze=False,
-                             sharey=True)
+    ncols = min(len(cols), col_wrap)
+    nrows = -(-len(cols) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(height * 1.45 * ncols, height * nrows), squeeze=False,
+                             sharey=sharey)
     hues = list(dict.fromkeys(df[hue]))
     colors = _palette(hues)
-    for ax, c in zip(axes[0], cols):
+    for ax, c in zip(axes.flat, cols):
         part = df if c is None else df[df[col] == c]
         for h in hues:
             t = ci_table(part[part[hue] == h], value)
@@ -42,8 +45,11 @@ def strength_plot(df: pd.DataFrame, value: str, hue: str = "layer", col: str | N
                     color=colors[h], alpha=0.35, ms=4)
         ax.set_xlabel("training strength s")
         ax.set_title("" if c is None else str(c))
-    axes[0][0].set_ylabel(ylabel or value)
-    axes[0][-1].legend(title=hue, frameon=False, loc="best")
+    for ax in axes.flat[len(cols):]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel(ylabel or value)
+    axes.flat[len(cols) - 1].legend(title=hue, frameon=False, loc="best")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
