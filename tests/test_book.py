@@ -26,10 +26,11 @@ def test_intro_has_the_claims_table_with_computed_verdicts(html):
     table = page[page.index("<table"):page.index("</table>")]
     for claim in ("C1", "C2", "C3", "C4", "C5", "C6", "C7"):
         assert f">{claim}<" in table
-    row = table[table.index(">C2<"):]
-    row = row[:row.index("</tr>")]
-    assert re.search(r"supported|contradicted|inconclusive", row), row
-    assert "I(z) - I(h)" in row
+    for claim in ("C1", "C2", "C3", "C4", "C5", "C7"):
+        row = table[table.index(f">{claim}<"):]
+        row = row[:row.index("</tr>")]
+        assert re.search(r"supported|contradicted|inconclusive", row), row
+    assert "I(z) - I(h)" in table and "erank(z) / erank(h)" in table
 
 
 def test_c2_page_has_its_figures_and_glued_result(html):
@@ -42,3 +43,10 @@ def test_methods_page_shows_the_run_table_and_augmentation_figure(html):
     page = (html / "methods.html").read_text()
     assert "kNN acc (h)" in page and "images/s" in page
     assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", page)) >= 2
+
+
+@pytest.mark.parametrize("page", ["c1_transfer", "c3_dimension", "c4_tangent", "c5_information", "c7_theory"])
+def test_claim_pages_have_figures_and_verdicts(html, page):
+    text = (html / f"{page}.html").read_text()
+    assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", text)) >= 2
+    assert re.search(r"<span class=\"pasted-text\">(supported|contradicted|inconclusive)", text)

@@ -29,8 +29,13 @@ def executed(cifar, tmp_path_factory):
 
 
 def test_every_notebook_has_a_documented_parameters_cell():
+    import nbformat
+
     for name in NOTEBOOKS:
+        cell = next(c for c in nbformat.read(BOOK / name, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+        defined = re.findall(r"^(\w+):", cell.source, flags=re.M)
         params = papermill.inspect_notebook(str(BOOK / name))
+        assert sorted(params) == sorted(defined), f"{name}: papermill cannot read every parameter"
         assert params["preset"]["default"] == '"auto"', name
         for p in params.values():
             assert p["help"], f"{name}: parameter {p['name']} has no comment"
@@ -58,3 +63,32 @@ def test_methods_describes_the_runs(executed):
     glued = executed("methods.ipynb")
     assert glued["m_preset"] == "smoke" and glued["m_seeds"] == "1"
     assert 0 < float(glued["m_untrained_knn"]) < 1 and float(glued["m_images_per_s"].replace(",", "")) > 0
+
+
+CLAIM_KEYS = {
+    "c1_transfer.ipynb": ["c1", "c1_trend", "c1_knn", "c1_knn_trend"],
+    "c3_dimension.ipynb": ["c3", "c3_per_s", "c3_jacobian"],
+    "c4_tangent.ipynb": ["c4", "c4_local_d", "c4_vs_random", "c4_noisy", "c4_rho", "c4_rho_trend"],
+    "c5_information.ipynb": ["c5", "c5_trend"],
+    "c7_theory.ipynb": ["c7", "c7_rho", "c7_alpha"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLAIM_KEYS))
+def test_claim_notebooks_glue_a_verdict_for_every_reading(executed, name):
+    glued = executed(name)
+    for key in CLAIM_KEYS[name]:
+        assert VERDICT.match(glued[f"{key}_verdict"]), (key, glued[f"{key}_verdict"])
+        assert CI.match(glued[f"{key}_ci"]), (key, glued[f"{key}_ci"])
+        assert glued[f"{key}_statistic"]
+    if name != "c7_theory.ipynb":  # the smoke sweep runs one seed
+        assert glued[CLAIM_KEYS[name][0] + "_verdict"] == "inconclusive (fewer than 2 seeds ran)"
+
+
+def test_c7_fits_the_theory_even_on_one_seed(executed):
+    glued = executed("c7_theory.ipynb")
+    assert float(glued["c7_ci"].split()[0]) > 0  # the closed form beats the no-collapse alternative
+
+
+def test_every_notebook_is_tested():
+    assert set(NOTEBOOKS) == set(CLAIM_KEYS) | {"c2_invariance.ipynb", "methods.ipynb"}

@@ -1,0 +1,33 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sslgeo_lib.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_train_list_and_clean(cifar, isolated_store, capsys):
+    main(["train", "--preset", "smoke", "--strengths", "[1.0]", "--quiet"])
+    out = capsys.readouterr().out
+    assert "s=1" in out and "img/s" in out
+    main(["list"])
+    listed = capsys.readouterr().out
+    assert "1 run(s)" in listed and " ok " in listed
+    main(["clean", "--all"])
+    assert "removed 1 run(s)" in capsys.readouterr().out
+
+
+def test_bad_arguments_exit_with_a_message(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--preset", "huge"])
+    assert exit_info.value.code == 2
+    assert "unknown preset 'huge'" in capsys.readouterr().err
+
+
+def test_params_lists_a_notebooks_parameters():
+    out = subprocess.run([sys.executable, "-m", "sslgeo_lib.cli", "params", str(ROOT / "book" / "c2_invariance.ipynb")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "strengths: list = None  # training strengths" in out and "preset: str" in out

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from sslgeo_lib.augment import PARAM_NAMES
+from sslgeo_lib.embed import embed, embed_views, encode, layers
+from sslgeo_lib.models import build_model
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return build_model("small_cnn", 4, 16, 3, 8).eval()
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(0).integers(0, 256, (12, 3, 32, 32), dtype=np.uint8)
+
+
+def test_embed_returns_every_layer_and_matches_the_model(model, images):
+    out = embed(model, images)
+    assert list(out) == ["h", "hidden1", "hidden2", "z"]
+    assert out["h"].shape == (12, 32) and out["hidden2"].shape == (12, 16) and out["z"].shape == (12, 8)
+    with torch.no_grad():
+        h, z = model(torch.from_numpy(images).float() / 255)
+    np.testing.assert_allclose(out["z"], z.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(encode(model.encoder, images), h.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_batches_do_not_change_results(model, images, monkeypatch):
+    full = embed(model, images)
+    monkeypatch.setattr("sslgeo_lib.embed.BATCH", 5)
+    np.testing.assert_allclose(embed(model, images)["z"], full["z"], rtol=1e-5, atol=1e-6)
+
+
+def test_views_at_strength_zero_equal_the_clean_features(model, images):
+    views = embed_views(model, images, 0.0, n_views=3)
+    clean = embed(model, images)
+    assert views["h"].shape == (12, 3, 32) and views["z"].shape == (12, 3, 8)
+    for k in range(3):
+        np.testing.assert_allclose(views["z"][:, k], clean["z"], rtol=1e-5, atol=1e-6)
+    assert set(PARAM_NAMES) == {k[len("param_"):] for k in views if k.startswith("param_")}
+    assert (views["param_area"] == 1).all()
+
+
+def test_views_are_seeded_and_carry_their_parameters(model, images):
+    a = embed_views(model, images, 1.0, 2, seed=3)
+    b = embed_views(model, images, 1.0, 2, seed=3)
+    c = embed_views(model, images, 1.0, 2, seed=4)
+    np.testing.assert_array_equal(a["z"], b["z"])
+    assert not np.array_equal(a["param_area"], c["param_area"])
+    assert a["param_area"].shape == (12, 2) and (a["param_area"] < 1).all()
+
+
+def test_layers_of_a_float_batch(model):
+    out = layers(model, torch.rand(2, 3, 32, 32))
+    assert set(out) == {"h", "hidden1", "hidden2", "z"}
