@@ -1,0 +1,59 @@
+"""What the analysis of one trained run costs, against what its training cost.
+
+    python benchmarks/analysis_cost.py                 # a cpu-preset run (trains it if the store lacks it)
+
+Each claim's per-run computation (feature extraction, probes, Jacobians, kNN tangent planes, retention
+regressions) is timed from a cold cache, on a copy of the run's store entry, and compared with the run's
+training time. Target: no single step costs more than training the run.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from sslgeo_lib import claims
+from sslgeo_lib.config import make_preset
+from sslgeo_lib.embed import clean_features, view_features
+from sslgeo_lib.store import get_or_train
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--strength", type=float, default=1.0)
+    args = ap.parse_args()
+    p = make_preset(args.preset)
+    run = get_or_train(p.base.replace(strength=args.strength, seed=0))
+    train_s = run.metrics["train_seconds"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cold = replace(run, path=Path(tmp) / run.id)
+        shutil.copytree(run.path, cold.path, ignore=shutil.ignore_patterns("cache"))
+        steps = {
+            "clean features, training subset": lambda: clean_features(cold, "train", 0),
+            "clean features, test subset": lambda: clean_features(cold, "test", p.n_test),
+            "augmented views (s_eval = s_train and 1)": lambda: [
+                view_features(cold, p.n_test, s, p.n_views) for s in {run.config.strength, claims.FIXED_EVAL_STRENGTH}],
+            "C1 probes (linear + kNN, every layer)": lambda: claims.transfer_table([cold], p),
+            "C2 invariance": lambda: claims.invariance_table([cold], p),
+            "C3 dimension (incl. Jacobians, ID)": lambda: claims.dimension_table([cold], p),
+            "C4 tangent planes, alignment, rho": lambda: claims.tangent_table([cold], p),
+            "C5 parameter retention": lambda: claims.retention_table([cold], p),
+        }
+        print(f"run {run.id} (s = {run.config.strength:g}, {run.config.encoder}, {run.config.n_train} images, "
+              f"{run.config.epochs} epochs): training took {train_s:.1f} s")
+        total = 0.0
+        for name, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t0
+            total += dt
+            print(f"  {name:<45} {dt:7.1f} s   {dt / train_s:5.2f} x training")
+        print(f"  {'all analysis of this run':<45} {total:7.1f} s   {total / train_s:5.2f} x training")
+
+
+if __name__ == "__main__":
+    main()
