@@ -126,9 +126,8 @@ def color(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
     x = (x * params["brightness"].view(-1, 1, 1, 1)).clamp_(0, 1)
     x = _blend(x, _gray(x).mean((2, 3), keepdim=True), params["contrast"])
     x = _blend(x, _gray(x), params["saturation"])
-    hued = params["hue"] != 0
-    if hued.any():
-        x = torch.where(hued.view(-1, 1, 1, 1), _shift_hue(x, params["hue"]), x)
+    hued = (params["hue"] != 0).view(-1, 1, 1, 1)  # no .any(): a host sync on CUDA
+    x = torch.where(hued, _shift_hue(x, params["hue"]), x)
     gray = params["grayscale"].view(-1, 1, 1, 1) > 0
     return torch.where(gray, _gray(x).expand_as(x), x)
 

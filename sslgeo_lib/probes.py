@@ -11,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sslgeo_lib.augment import BINARY_PARAMS
 
-PROBE_C_GRID = (1e-3, 1e-2, 1e-1, 1.0)  # inverse L2 strengths tried on the validation split
+PROBE_C_GRID = (1e-2, 1e-1, 1.0)  # inverse L2 strengths tried on the validation split
 KNN_K = 20
 
 
@@ -29,7 +29,7 @@ def knn_accuracy(bank: np.ndarray, bank_y: np.ndarray, query: np.ndarray, query_
 
 
 def _logistic(c: float, seed: int):
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=300, random_state=seed))
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500, random_state=seed))
 
 
 def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,

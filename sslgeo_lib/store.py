@@ -138,8 +138,10 @@ def _check_entry(path: Path, cfg: "RunConfig") -> str | None:
 def load_run(cfg: "RunConfig") -> Run | None:
     """The stored run for `cfg`, or None if absent or not intact."""
     path = runs_dir() / run_id(cfg)
-    if _check_entry(path, cfg) is not None:
-        return None
+    return _read_entry(path, cfg) if _check_entry(path, cfg) is None else None
+
+
+def _read_entry(path: Path, cfg: "RunConfig") -> Run:
     read = lambda n: json.loads((path / n).read_text())  # noqa: E731
     return Run(path, cfg, read("metrics.json"), read("provenance.json"))
 
@@ -154,7 +156,7 @@ def get_or_train(cfg: "RunConfig", progress: bool = True, device=None) -> Run:
     path = runs_dir() / run_id(cfg)
     problem = _check_entry(path, cfg)
     if problem is None:
-        return load_run(cfg)
+        return _read_entry(path, cfg)
     if path.exists() and not (path / "checkpoint.pt").is_file():
         warnings.warn(f"run {path.name} is {problem}; retraining it", stacklevel=2)
         shutil.rmtree(path)
@@ -162,7 +164,7 @@ def get_or_train(cfg: "RunConfig", progress: bool = True, device=None) -> Run:
         warnings.warn(f"run {path.name} is {problem}; resuming from its checkpoint", stacklevel=2)
     result = train(cfg, path, progress=progress, device=device)
     _write_entry(path, cfg, result)
-    return load_run(cfg)
+    return _read_entry(path, cfg)
 
 
 def _write_entry(path: Path, cfg: "RunConfig", result) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 import pandas as pd
 
 from sslgeo_lib.config import Preset
+from sslgeo_lib.data import class_balanced_subset, load_dataset
+from sslgeo_lib.embed import encode, eval_indices
+from sslgeo_lib.probes import linear_probe
 from sslgeo_lib.store import Run, get_or_train
 from sslgeo_lib.train import default_device, monitor_accuracy, new_model
 
@@ -35,11 +38,20 @@ def training_curves(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(loss), pd.DataFrame(knn)
 
 
-def untrained_accuracy(preset: Preset) -> list[float]:
-    """The training monitor's kNN accuracy for randomly initialised models, one per seed of the preset."""
+def untrained_baseline(preset: Preset) -> pd.DataFrame:
+    """Randomly initialised models, one per seed of the preset: the training monitor's kNN accuracy and the
+    linear-probe accuracy of h (the C1 protocol: the training subset's features fit it, the test subset
+    scores it). The floor that a trained encoder must beat. Columns: seed, knn, linear."""
     device = default_device()
-    out = []
+    data = load_dataset(preset.base.dataset)
+    test = eval_indices(data.y_test, preset.n_test)
+    rows = []
     for seed in preset.seeds:
         cfg = preset.base.replace(seed=seed)
-        out.append(monitor_accuracy(new_model(cfg).to(device), cfg, device))
-    return out
+        model = new_model(cfg).to(device)
+        train = class_balanced_subset(data.y_train, cfg.n_train, cfg.subset_seed)
+        h_train = encode(model.encoder, data.x_train[train], device)
+        h_test = encode(model.encoder, data.x_test[test], device)
+        rows.append({"seed": seed, "knn": monitor_accuracy(model, cfg, device),
+                     "linear": linear_probe(h_train, data.y_train[train], h_test, data.y_test[test])["accuracy"]})
+    return pd.DataFrame(rows)

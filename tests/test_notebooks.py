@@ -62,7 +62,7 @@ def test_c2_accepts_papermill_text_parameters(executed):
 def test_methods_describes_the_runs(executed):
     glued = executed("methods.ipynb")
     assert glued["m_preset"] == "smoke" and glued["m_seeds"] == "1"
-    assert 0 < float(glued["m_untrained_knn"]) < 1 and float(glued["m_images_per_s"].replace(",", "")) > 0
+    assert 0 < float(glued["m_untrained_knn"]) < 1 and 0 < float(glued["m_untrained_linear"]) < 1 and float(glued["m_images_per_s"].replace(",", "")) > 0
 
 
 CLAIM_KEYS = {

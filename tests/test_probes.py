@@ -31,7 +31,7 @@ def test_linear_probe_separable_vs_random_labels():
     x, y = _clusters(600, 0, spread=1.0)
     q, qy = _clusters(300, 1, spread=1.0)
     out = linear_probe(x, y, q, qy)
-    assert out["accuracy"] > 0.97 and out["C"] in (1e-3, 1e-2, 1e-1, 1.0)
+    assert out["accuracy"] > 0.97 and out["C"] in (1e-2, 1e-1, 1.0)
     shuffled = linear_probe(x, np.random.default_rng(0).permutation(y), q, qy)
     assert shuffled["accuracy"] < 0.45
 

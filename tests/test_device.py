@@ -1,0 +1,44 @@
+"""Device-agnosticism, checked on the CPU: no device is hard-coded anywhere in the library."""
+import re
+from pathlib import Path
+
+import torch
+
+from sslgeo_lib.augment import augment
+from sslgeo_lib.train import default_device
+
+LIB = Path(__file__).resolve().parents[1] / "sslgeo_lib"
+# The only places allowed to name a device: choosing one, and asking what it supports.
+ALLOWED = {("train.py", "default_device"), ("train.py", "autocast_dtype"), ("train.py", "provenance"),
+           ("config.py", "resolve_preset_name")}
+
+
+def _functions_naming_cuda():
+    found = set()
+    for path in LIB.glob("*.py"):
+        current = None
+        for line in path.read_text().splitlines():
+            m = re.match(r"def (\w+)", line)  # top-level functions
+            if m:
+                current = m.group(1)
+            if re.search(r"\.cuda\(|[\"']cuda|torch\.cuda\.", line):
+                found.add((path.name, current))
+    return found
+
+
+def test_no_hard_coded_device():
+    assert _functions_naming_cuda() <= ALLOWED, _functions_naming_cuda() - ALLOWED
+
+
+def test_augmentation_stays_on_the_input_device_and_draws_there():
+    x = torch.rand(4, 3, 32, 32)
+    gen = torch.Generator(device=x.device).manual_seed(0)
+    views, params = augment(x, 1.0, gen)
+    assert views.device == x.device and all(p.device == x.device for p in params.values())
+
+
+def test_default_device_follows_cuda_availability(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_device().type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_device().type == "cuda"
