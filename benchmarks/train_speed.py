@@ -41,17 +41,18 @@ def timed(fn, steps, device, warmup=3):
     return (time.perf_counter() - t0) / steps
 
 
-def our_pipeline(cfg, x_u8, device, dtype, channels_last):
+def our_pipeline(cfg, x_u8, device, dtype, channels_last, compile_model=False):
     model = new_model(cfg).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     gen = torch.Generator(device=device).manual_seed(0)
     n = len(x_u8)
+    net = torch.compile(model) if compile_model else model
 
     def step():
         idx = torch.randint(0, n, (cfg.batch_size,), device=device, generator=gen)
-        train_step(model, opt, x_u8[idx], cfg, gen, dtype, channels_last)
+        train_step(net, opt, x_u8[idx], cfg, gen, dtype, channels_last)
 
     return step, model, opt, gen
 
@@ -152,6 +153,7 @@ def main():
     ap.add_argument("--strength", type=float, default=0.5)
     ap.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     ap.add_argument("--no-reference", action="store_true", help="skip the reference pipeline")
+    ap.add_argument("--compile", action="store_true", help="also time our step with torch.compile")
     args = ap.parse_args()
     cfg = make_preset(args.preset).base.replace(strength=args.strength)
     device = default_device()
@@ -171,6 +173,10 @@ def main():
             our_pipeline(cfg, x_u8, device, None, False)[0], args.steps, device)
         rows["ours, bf16 without channels_last"] = cfg.batch_size / timed(
             our_pipeline(cfg, x_u8, device, dtype, False)[0], args.steps, device)
+    if args.compile:
+        rows["ours + torch.compile"] = cfg.batch_size / timed(
+            our_pipeline(cfg, x_u8, device, dtype, channels_last, compile_model=True)[0], args.steps, device,
+            warmup=5)
     if not args.no_reference:
         ref, workers = reference_pipeline(cfg, images, device)
         rows[f"reference (torchvision per image, DataLoader x{workers}, fp32)"] = cfg.batch_size / timed(

@@ -160,8 +160,8 @@ def get_or_train(cfg: "RunConfig", progress: bool = True, device=None) -> Run:
     if path.exists() and not (path / "checkpoint.pt").is_file():
         warnings.warn(f"run {path.name} is {problem}; retraining it", stacklevel=2)
         shutil.rmtree(path)
-    elif path.exists() and problem.startswith("corrupt"):
-        warnings.warn(f"run {path.name} is {problem}; resuming from its checkpoint", stacklevel=2)
+    elif path.exists():
+        warnings.warn(f"run {path.name} is {problem}; resuming from its last checkpoint", stacklevel=2)
     result = train(cfg, path, progress=progress, device=device)
     _write_entry(path, cfg, result)
     return _read_entry(path, cfg)

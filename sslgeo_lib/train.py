@@ -6,9 +6,11 @@ atomically after every epoch, so a run killed at any point resumes to the same w
 from __future__ import annotations
 
 import math
+import pickle
 import platform
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,10 +126,18 @@ def monitor_accuracy(model: SSLModel, cfg: RunConfig, device) -> float:
 
 
 def _load_checkpoint(path: Path, model, opt):
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["opt"])
-    return state["epoch"], state["metrics"]
+    """(next epoch, metrics so far) from a checkpoint; (0, empty) when there is none or it is unreadable."""
+    if not path.is_file():
+        return 0, _empty_metrics()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        return state["epoch"], state["metrics"]
+    except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        warnings.warn(f"checkpoint {path} is unreadable ({type(exc).__name__}); training from the start",
+                      stacklevel=3)
+        return 0, _empty_metrics()
 
 
 def _save_checkpoint(path: Path, model, opt, epoch: int, metrics: dict) -> None:
@@ -154,7 +164,7 @@ def train(cfg: RunConfig, workdir: Path, progress: bool = True, device=None,
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     ckpt = Path(workdir) / "checkpoint.pt"
-    start, metrics = _load_checkpoint(ckpt, model, opt) if ckpt.is_file() else (0, _empty_metrics())
+    start, metrics = _load_checkpoint(ckpt, model, opt)
     stop = cfg.epochs if max_epochs is None else min(cfg.epochs, max_epochs)
     bar = tqdm(total=total, initial=start * steps_per_epoch, disable=not progress, unit="step",
                desc=f"s={cfg.strength:g} seed={cfg.seed}", dynamic_ncols=True)

@@ -68,8 +68,19 @@ def test_interrupted_training_resumes_from_its_checkpoint(cifar, isolated_store,
         return result
 
     monkeypatch.setattr("sslgeo_lib.train.train", counting)
-    run = get_or_train(cfg, progress=False)
+    with pytest.warns(UserWarning, match="partial \\(no MANIFEST.json\\); resuming from its last checkpoint"):
+        run = get_or_train(cfg, progress=False)
     assert calls == [2] and run.metrics["epoch"] == [1, 2]
+
+
+def test_an_unreadable_checkpoint_restarts_training(cifar, tmp_path):
+    from sslgeo_lib.train import train
+
+    cfg = TINY.replace(epochs=2)
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="unreadable"):
+        result = train(cfg, tmp_path, progress=False)
+    assert result.metrics["epoch"] == [1, 2]
 
 
 def test_run_id_depends_on_config_and_training_code(monkeypatch):
