@@ -180,7 +180,10 @@ def tangent_table(runs: list[Run], preset: Preset, tangent_dim: int = 8, k: int 
     top-d PCA subspace and a random subspace (max(r, d) / D); and the suppression rho of the augmentation
     directions U_i. Means over the preset's anchors.
 
-    Columns: strength, seed, d_mode ("fixed" | "local"), alpha_local, alpha_global, alpha_random, d, r, rho.
+    `rho_normalized` measures the same suppression through z / ||z||, the map NT-Xent sees.
+
+    Columns: strength, seed, d_mode ("fixed" | "local"), alpha_local, alpha_global, alpha_random, d, r, rho,
+    rho_normalized.
     """
     rows = []
     for run in runs:
@@ -191,22 +194,25 @@ def tangent_table(runs: list[Run], preset: Preset, tangent_dim: int = 8, k: int 
         for mode in ("fixed", "local"):
             rows.append(_row(run, d_mode=mode, **{c: float(values[f"{mode}_{c}"].mean())
                                                   for c in ("alpha_local", "alpha_global", "alpha_random", "d")},
-                             r=float(values["r"].mean()), rho=float(values["rho"].mean())))
+                             r=float(values["r"].mean()), rho=float(values["rho"].mean()),
+                             rho_normalized=float(values["rho_normalized"].mean())))
     return pd.DataFrame(rows)
 
 
 def _tangent_arrays(run: Run, preset: Preset, tangent_dim: int, k: int, small_strength: float,
                     aug_dims: int) -> dict[str, np.ndarray]:
-    anchors = clean_features(run, "test", preset.n_anchor)["h"]
+    clean = clean_features(run, "test", preset.n_anchor)
+    anchors = clean["h"]
     bank = clean_features(run, "train", 0)["h"]
     views = view_features(run, preset.n_anchor, small_strength, preset.n_views)["h"]  # same anchor images
     jac = geometry.jacobians(run.model().projector, anchors)
+    jac_normalized = geometry.normalized_jacobians(jac, clean["z"])
     ranks = np.maximum(1, np.rint(geometry.jacobian_effective_rank(jac))).astype(int)
     nbrs = geometry.neighbours(anchors, bank, k)
     dim = anchors.shape[1]
     global_pca = geometry.local_pca(bank, dim)  # all principal directions, best first
     out = {f"{m}_{c}": [] for m in ("fixed", "local") for c in ("alpha_local", "alpha_global", "alpha_random", "d")}
-    out |= {"r": ranks, "rho": []}
+    out |= {"r": ranks, "rho": [], "rho_normalized": []}
     for i in range(len(anchors)):
         kept = geometry.kept_subspace(jac[i], ranks[i])
         local = bank[nbrs[i]]
@@ -215,13 +221,16 @@ def _tangent_arrays(run: Run, preset: Preset, tangent_dim: int, k: int, small_st
             out[f"{mode}_alpha_global"].append(geometry.alignment(global_pca[:, :d], kept))
             out[f"{mode}_alpha_random"].append(max(ranks[i], d) / dim)
             out[f"{mode}_d"].append(d)
-        out["rho"].append(geometry.suppression(jac[i], geometry.augmentation_directions(views[i], aug_dims)))
+        aug = geometry.augmentation_directions(views[i], aug_dims)
+        out["rho"].append(geometry.suppression(jac[i], aug))
+        out["rho_normalized"].append(geometry.suppression(jac_normalized[i], aug))
     return {key: np.asarray(v, dtype=float) for key, v in out.items()}
 
 
 def tangent_verdicts(df: pd.DataFrame) -> dict[str, stats.ClaimResult]:
     """C4: primary = alpha_local - alpha_global > 0 at every s > 0 (d fixed); the same for local d;
-    alpha_local - alpha_random > 0; alpha_local < 1 ("noisy"); rho < 1 at every s > 0 and falling with s."""
+    alpha_local - alpha_random > 0; alpha_local < 1 ("noisy"); rho < 1 at every s > 0 and falling with s;
+    rho < 1 through the normalised projector z / ||z||."""
     fixed, local = df[df["d_mode"] == "fixed"].copy(), df[df["d_mode"] == "local"].copy()
     for part in (fixed, local):
         part["vs_global"] = part["alpha_local"] - part["alpha_global"]
@@ -233,6 +242,8 @@ def tangent_verdicts(df: pd.DataFrame) -> dict[str, stats.ClaimResult]:
         "noisy": stats.per_strength_claim("C4", "alpha(local), d fixed, below 1", fixed, "alpha_local", -1, null=1.0),
         "rho": stats.per_strength_claim("C4", "suppression rho, below 1", fixed, "rho", -1, null=1.0),
         "rho_trend": stats.trend_claim("C4", "suppression rho", fixed, "rho", -1),
+        "rho_normalized": stats.per_strength_claim("C4", "suppression rho through z / ||z||, below 1", fixed,
+                                                   "rho_normalized", -1, null=1.0),
     }
 
 

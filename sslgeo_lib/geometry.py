@@ -106,6 +106,16 @@ def jacobian_effective_rank(jac: np.ndarray) -> np.ndarray:
     return np.exp(-(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)).sum(1))
 
 
+def normalized_jacobians(jac: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Jacobians of z / ||z|| (what NT-Xent sees) from those of z: (I - u u^T) J / ||z||, u = z / ||z||.
+    jac (N, m, D), z (N, m): (N, m, D)."""
+    z = np.asarray(z, dtype=np.float64)
+    norm = np.linalg.norm(z, axis=1, keepdims=True)
+    u = z / norm
+    jac = np.asarray(jac, dtype=np.float64)
+    return (jac - u[:, :, None] * np.einsum("nm,nmd->nd", u, jac)[:, None, :]) / norm[:, :, None]
+
+
 def kept_subspace(jac: np.ndarray, r: int) -> np.ndarray:
     """Top-r right singular vectors of one Jacobian (m, D): orthonormal basis (D, r)."""
     return np.linalg.svd(np.asarray(jac, dtype=np.float64))[2][:r].T

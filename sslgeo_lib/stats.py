@@ -101,6 +101,13 @@ class ClaimResult:
         return self.verdict
 
 
+def per_strength_table(df: pd.DataFrame, value: str, direction: int, null: float = 0.0) -> pd.DataFrame:
+    """Mean, 95% CI and the verdict rule applied at each strength s > 0 on its own."""
+    table = ci_table(df[df["strength"] > 0], value)
+    table["verdict"] = [verdict_from_cis([lo], [hi], direction, null) for lo, hi in zip(table["low"], table["high"])]
+    return table
+
+
 def per_strength_claim(claim: str, statistic: str, df: pd.DataFrame, value: str, direction: int,
                        null: float = 0.0) -> ClaimResult:
     """A claim predicted for every s > 0: verdict over the per-strength CIs of `value`; the headline is

@@ -156,3 +156,18 @@ def test_local_pca_recovers_a_plane_and_neighbours_exclude_self():
     assert idx.shape == (3, 10) and all(i not in row for i, row in enumerate(idx))
     assert G.alignment(G.local_pca(pts[idx[0]], 2), np.eye(6)[:, :2]) == pytest.approx(1.0)
     assert G.local_dimension(pts[idx[0]]) == 2
+
+
+def test_normalized_jacobian_matches_autodiff():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(5, 4)
+    h = torch.randn(3, 5)
+    jac = torch.stack([torch.autograd.functional.jacobian(lin, v) for v in h]).numpy()
+    auto = torch.stack([torch.autograd.functional.jacobian(lambda v: torch.nn.functional.normalize(lin(v), dim=0), v)
+                        for v in h]).numpy()
+    with torch.no_grad():
+        z = lin(h).numpy()
+    np.testing.assert_allclose(G.normalized_jacobians(jac, z), auto, atol=1e-5)
+    # the radial direction is killed: u^T J_n = 0
+    u = z / np.linalg.norm(z, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.einsum("nm,nmd->nd", u, G.normalized_jacobians(jac, z)), 0, atol=1e-6)

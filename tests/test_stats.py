@@ -64,3 +64,9 @@ def test_trend_claim_direction():
 def test_ci_table_groups():
     table = stats.ci_table(_sweep({0.0: [1.0, 3.0], 1.0: [2.0, 2.0]}), "v")
     assert table["mean"].tolist() == [2.0, 2.0] and table["n_seeds"].tolist() == [2, 2]
+
+
+def test_per_strength_table():
+    df = _sweep({0.0: [0, 0, 0], 0.5: [-0.2, -0.21, -0.22], 1.0: [0.5, 0.52, 0.51]})
+    table = stats.per_strength_table(df, "v", +1)
+    assert table["strength"].tolist() == [0.5, 1.0] and table["verdict"].tolist() == [CONTRADICTED, SUPPORTED]
