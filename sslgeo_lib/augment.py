@@ -105,20 +105,18 @@ def _blend(a, b, factor):  # factor * a + (1 - factor) * b, clamped to [0, 1]
 
 
 def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotate hue by `shift` (fraction of a turn) through HSV, as torchvision's adjust_hue."""
-    maxc, argmax = x.max(1)
-    minc = x.min(1).values
-    delta = maxc - minc
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    r, g, b = x.unbind(1)
-    hue = torch.where(argmax == 0, (g - b) / safe,
-                      torch.where(argmax == 1, 2 + (b - r) / safe, 4 + (r - g) / safe))
-    hue = torch.where(delta > 0, hue / 6, torch.zeros_like(hue))
-    hue = torch.remainder(hue + shift.view(-1, 1, 1), 1.0)
-    sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
-    k = torch.remainder(torch.stack([5 + 6 * hue, 3 + 6 * hue, 1 + 6 * hue], 1), 6)  # (B, 3, H, W)
-    ramp = torch.clamp(torch.minimum(k, 4 - k), 0, 1)
-    return maxc.unsqueeze(1) * (1 - sat.unsqueeze(1) * ramp)
+    """Rotate hue by `shift` (fraction of a turn) through HSV, as torchvision's adjust_hue.
+
+    Saturation and value are unchanged, so with V = max, delta = max - min and the hue h6 in [0, 6) read off the
+    largest channel c as 2c + (next - previous) / delta, each output channel n is
+    V - delta * clamp(min(k, 4 - k), 0, 1) with k = (n' + h6) mod 6, n' = 5, 3, 1 for R, G, B.
+    """
+    maxc, argmax = x.max(1, keepdim=True)  # (B, 1, H, W)
+    delta = maxc - x.min(1, keepdim=True).values
+    turn = x.gather(1, (argmax + 1) % 3) - x.gather(1, (argmax + 2) % 3)
+    h6 = 2 * argmax + turn / torch.where(delta > 0, delta, torch.ones_like(delta)) + 6 * shift.view(-1, 1, 1, 1)
+    k = torch.remainder(h6 + torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1), 6)
+    return maxc - delta * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
 
 
 def color(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:

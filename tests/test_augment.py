@@ -102,3 +102,14 @@ def test_bad_inputs(x):
         augment((x * 255).to(torch.uint8), 1.0)
     with pytest.raises(ValueError, match="strength"):
         augment(x, -1.0)
+
+
+def test_hue_shift_of_gray_pixels_and_full_turns(x):
+    from sslgeo_lib.augment import _shift_hue
+
+    gray = x[:, :1].expand(-1, 3, -1, -1)
+    torch.testing.assert_close(_shift_hue(gray, torch.full((16,), 0.3)), gray)  # no hue to rotate
+    torch.testing.assert_close(_shift_hue(x, torch.full((16,), 1.0)), x, atol=2e-6, rtol=0)  # a full turn
+    per_sample = torch.linspace(-0.5, 0.5, 16)
+    expected = torch.stack([TF.adjust_hue(x[i], float(per_sample[i])) for i in range(16)])
+    torch.testing.assert_close(_shift_hue(x, per_sample), expected, atol=2e-5, rtol=0)
