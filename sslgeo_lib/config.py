@@ -10,7 +10,7 @@ import ast
 import dataclasses
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sslgeo_lib.augment import policy
 from sslgeo_lib.data import DATASETS
@@ -100,7 +100,6 @@ class Preset:
     n_test: int = 2000             # held-out test images used by every metric (0 = all 10,000)
     n_views: int = 8               # augmented views per test image (claims C2, C4, C5)
     n_anchor: int = 200            # anchor points for Jacobians and tangent planes (claim C4)
-    extra: dict = field(default_factory=dict)
 
     def configs(self) -> list[RunConfig]:
         """The sweep, strengths outer and seeds inner."""

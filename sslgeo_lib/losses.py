@@ -13,16 +13,24 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     Computed in float32 whatever the input dtype. Reference values: collinear embeddings (all rows equal)
     give exactly log(2N - 1); a perfect, well-separated solution tends to 0 as temperature -> 0.
     """
+    _check_pair("nt_xent", z1, z2, temperature)
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # (2N, m)
+    return _pair_cross_entropy(z @ z.T / temperature)
+
+
+def _check_pair(name: str, z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> None:
     if z1.shape != z2.shape or z1.ndim != 2:
-        raise ValueError(f"nt_xent expects two (N, m) tensors of equal shape, got {tuple(z1.shape)} and "
+        raise ValueError(f"{name} expects two (N, m) tensors of equal shape, got {tuple(z1.shape)} and "
                          f"{tuple(z2.shape)}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    n = z1.shape[0]
-    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # (2N, m)
-    logits = z @ z.T / temperature  # (2N, 2N)
-    logits.fill_diagonal_(float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+
+
+def _pair_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of (2N, 2N) similarity logits where row i's positive is row i +- N (self excluded)."""
+    n = logits.shape[0] // 2
+    logits = logits.fill_diagonal_(float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(logits.device)
     return F.cross_entropy(logits, target)
 
 
@@ -30,12 +38,6 @@ def info_nce_euclidean(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 
     """InfoNCE with similarity -||z_a - z_b||^2 / 2 and no normalisation, the form analysed by Jing et al.
     (2022, "Understanding dimensional collapse in contrastive SSL", Sec. 4). Same pairing as `nt_xent`.
     Reference value: collinear (identical) embeddings give log(2N - 1)."""
-    if z1.shape != z2.shape or z1.ndim != 2:
-        raise ValueError(f"info_nce_euclidean expects two (N, m) tensors of equal shape, got {tuple(z1.shape)} "
-                         f"and {tuple(z2.shape)}")
-    n = z1.shape[0]
+    _check_pair("info_nce_euclidean", z1, z2, temperature)
     z = torch.cat([z1, z2]).float()
-    logits = -torch.cdist(z, z).pow(2) / (2 * temperature)
-    logits.fill_diagonal_(float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
-    return F.cross_entropy(logits, target)
+    return _pair_cross_entropy(-torch.cdist(z, z).pow(2) / (2 * temperature))

@@ -1,8 +1,6 @@
 """Glue helpers: every number and verdict a page cites goes through here (myst-nb `glue`)."""
 from __future__ import annotations
 
-import pandas as pd
-
 from sslgeo_lib.stats import ClaimResult
 
 
@@ -23,15 +21,6 @@ def glue_claim(key: str, result: ClaimResult) -> None:
 def glue_value(key: str, value, fmt: str = "{:.3f}") -> None:
     """Glue one formatted number (or any value formatted by `fmt`)."""
     _glue(key, fmt.format(value))
-
-
-def glue_figure(key: str, fig) -> None:
-    """Glue a matplotlib figure (shown where it is pasted, not in the code cell)."""
-    _glue(key, fig)
-
-
-def glue_table(key: str, df: pd.DataFrame) -> None:
-    _glue(key, df)
 
 
 def read_glue(notebook_path) -> dict[str, str]:

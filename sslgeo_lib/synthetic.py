@@ -153,7 +153,8 @@ class ToyManifold:
         return np.concatenate([self.augmentation_direction(theta)[:, :, None], content], axis=2)
 
 
-def mlp(sizes: list[int], batchnorm_last: bool = False) -> nn.Sequential:
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers of the given sizes with BatchNorm + ReLU between them (none after the last)."""
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
@@ -256,8 +257,6 @@ def theory_verdicts(linear: "pd.DataFrame", toy: "pd.DataFrame") -> dict:
     per seed over every strength and direction (> 0 predicted). Also, on the toy, the suppression of the
     exact augmentation direction (rho < 1 at every s > 0) and the excess of the exact-tangent alignment
     over the random baseline (> 0 at every s > 0)."""
-    import pandas as pd  # noqa: F401
-
     from sslgeo_lib import stats
 
     err = linear.assign(theory=np.abs(np.log10(linear["one_layer"]) - np.log10(linear["pred"])),
