@@ -18,6 +18,7 @@ from sslgeo_lib.models import ENCODERS
 
 METHODS = ("simclr",)
 PRECISIONS = ("auto", "bf16", "fp32")
+_TYPES = {"int": int, "float": float, "str": str}  # RunConfig annotations (strings under postponed evaluation)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class RunConfig:
     def __post_init__(self):
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            want = {"int": int, "float": float, "str": str}[f.type]
+            want = _TYPES[f.type]
             if want is float and isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, f.name, float(value))
             elif not isinstance(value, want) or isinstance(value, bool):
@@ -167,7 +168,7 @@ def make_preset(preset: str = "auto", strengths=None, seeds=None, **overrides) -
         value = overrides.pop(key, None)
         if value is not None:
             changes[key] = parse_literal(key, value, int)
-    types = {f.name: {"int": int, "float": float, "str": str}[f.type] for f in dataclasses.fields(RunConfig)}
+    types = {f.name: _TYPES[f.type] for f in dataclasses.fields(RunConfig)}
     base = {}
     for key, value in overrides.items():
         if key not in types:
