@@ -15,10 +15,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from sslgeo_lib import claims
-from sslgeo_lib.config import make_preset
+from sslgeo_lib import measures
 from sslgeo_lib.embed import clean_features, view_features
-from sslgeo_lib.store import get_or_train
+from sslgeo_lib.presets import make_preset
+from sslgeo_lib.sweep import get_or_train
 
 
 def main():
@@ -27,6 +27,7 @@ def main():
     ap.add_argument("--strength", type=float, default=1.0)
     args = ap.parse_args()
     p = make_preset(args.preset)
+    ev = p.eval
     run = get_or_train(p.base.replace(strength=args.strength, seed=0))
     train_s = run.metrics["train_seconds"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -34,14 +35,14 @@ def main():
         shutil.copytree(run.path, cold.path, ignore=shutil.ignore_patterns("cache"))
         steps = {
             "clean features, training subset": lambda: clean_features(cold, "train", 0),
-            "clean features, test subset": lambda: clean_features(cold, "test", p.n_test),
-            "augmented views (s_eval = s_train and 1)": lambda: [
-                view_features(cold, p.n_test, s, p.n_views) for s in {run.config.strength, claims.FIXED_EVAL_STRENGTH}],
-            "C1 probes (linear + kNN, every layer)": lambda: claims.transfer_table([cold], p),
-            "C2 invariance": lambda: claims.invariance_table([cold], p),
-            "C3 dimension (incl. Jacobians, ID)": lambda: claims.dimension_table([cold], p),
-            "C4 tangent planes, alignment, rho": lambda: claims.tangent_table([cold], p),
-            "C5 parameter retention": lambda: claims.retention_table([cold], p),
+            "clean features, test subset": lambda: clean_features(cold, "test", ev.n_test),
+            "augmented views (s_eval = s_train and fixed)": lambda: [
+                view_features(cold, ev.n_test, s, ev.n_views) for s in {run.config.strength, ev.eval_strength}],
+            "C1 probes (linear + kNN, every layer)": lambda: measures.transfer_table([cold], ev),
+            "C2 invariance": lambda: measures.invariance_table([cold], ev),
+            "C3 dimension (incl. Jacobians, ID)": lambda: measures.dimension_table([cold], ev),
+            "C4 tangent planes, alignment, rho": lambda: measures.tangent_table([cold], ev),
+            "C5 parameter retention": lambda: measures.retention_table([cold], ev),
         }
         print(f"run {run.id} (s = {run.config.strength:g}, {run.config.encoder}, {run.config.n_train} images, "
               f"{run.config.epochs} epochs): training took {train_s:.1f} s")

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torchvision.transforms.v2 as T
 
-from sslgeo_lib.augment import augment, policy
-from sslgeo_lib.config import make_preset
-from sslgeo_lib.losses import nt_xent
-from sslgeo_lib.train import autocast_dtype, default_device, new_model, train_step, training_images
+from sslgeo_lib.training.augment import augment, policy
+from sslgeo_lib.presets import make_preset
+from sslgeo_lib.training.losses import nt_xent
+from sslgeo_lib.training.loop import autocast_dtype, default_device, new_model, train_step, training_images
 
 
 def sync(device):
@@ -193,7 +193,11 @@ def main():
     print("\nwhere the time of one step goes (each part timed alone)")
     for k, v in parts.items():
         print(f"  {k:<40} {v * 1e3:8.2f} ms  {100 * v / total:5.1f}%")
-    print(f"  {'kornia.augmentation instead (2 views)':<40} {kornia_augmentation_seconds(cfg, x_u8, device, args.steps) * 1e3:8.2f} ms")
+    try:
+        kornia_ms = f"{kornia_augmentation_seconds(cfg, x_u8, device, args.steps) * 1e3:8.2f} ms"
+    except ImportError:
+        kornia_ms = "(kornia not installed)"
+    print(f"  {'kornia.augmentation instead (2 views)':<40} {kornia_ms}")
 
 
 if __name__ == "__main__":

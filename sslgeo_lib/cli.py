@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sslgeo_lib.config import PRESETS, make_preset
+from sslgeo_lib.presets import PRESETS, make_preset
 
 
 def _train(args) -> None:
@@ -16,7 +16,7 @@ def _train(args) -> None:
     for run in sweep(p, progress=not args.quiet):
         m = run.metrics
         print(f"{run.id}  s={run.config.strength:<5g} seed={run.config.seed}  loss={m['loss'][-1]:.3f}  "
-              f"knn={m['knn_acc'][-1]:.3f}  {m['images_per_s']:,.0f} img/s  {m['train_seconds'] / 60:.1f} min")
+              f"knn={m['knn'][-1]:.3f}  {m['images_per_s']:,.0f} img/s  {m['train_seconds'] / 60:.1f} min")
 
 
 def _list(args) -> None:

@@ -1,24 +1,23 @@
-"""Run configurations and the named presets that expand into sweeps of them.
+"""What a run is (`RunConfig`) and how it is evaluated (`EvalSettings`): two frozen, validated dataclasses.
 
-`RunConfig` is frozen and fully validated in `__post_init__`: a bad field fails at once with a message that
-says what was wrong and what is accepted. Its JSON form (with the training code's hash) names the stored run.
-A `Preset` adds what is not training: the sweep (strengths x seeds) and the evaluation sizes.
+Each is validated in `__post_init__`: a bad field fails at once with a message that names the field, what was
+wrong and what is accepted. A RunConfig's JSON form, the training code's hash and the data's fingerprint name
+the stored run (`store.run_id`); EvalSettings key only the derived caches, never a run.
 """
 from __future__ import annotations
 
 import ast
 import dataclasses
 import math
-import os
 from dataclasses import dataclass
 
-from sslgeo_lib.augment import policy
+from sslgeo_lib.training.augment import policy
 from sslgeo_lib.data import DATASETS
-from sslgeo_lib.models import ENCODERS
+from sslgeo_lib.training.models import ENCODERS
 
 METHODS = ("simclr",)
 PRECISIONS = ("auto", "bf16", "fp32")
-_TYPES = {"int": int, "float": float, "str": str}  # RunConfig annotations (strings under postponed evaluation)
+_TYPES = {"int": int, "float": float, "str": str, "tuple[float, ...]": tuple}  # annotations, as strings
 
 
 @dataclass(frozen=True)
@@ -45,13 +44,7 @@ class RunConfig:
     monitor_every: int = 5         # epochs between kNN-accuracy checkpoints in the training curve (0 = end only)
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            want = _TYPES[f.type]
-            if want is float and isinstance(value, int) and not isinstance(value, bool):
-                object.__setattr__(self, f.name, float(value))
-            elif not isinstance(value, want) or isinstance(value, bool):
-                raise TypeError(f"RunConfig.{f.name} must be {f.type}, got {value!r} ({type(value).__name__})")
+        _check_types(self)
         self._check_choices()
         self._check_ranges()
 
@@ -86,99 +79,90 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
-def field_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(RunConfig)]
+def _check_types(obj) -> None:
+    """Coerce int -> float where a float is declared, and fail on any other type mismatch."""
+    for f in dataclasses.fields(obj):
+        value, want = getattr(obj, f.name), _TYPES[f.type]
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(obj, f.name, float(value))
+        elif want is tuple and isinstance(value, list):
+            object.__setattr__(obj, f.name, tuple(value))
+        elif not isinstance(value, want) or isinstance(value, bool):
+            raise TypeError(f"{type(obj).__name__}.{f.name} must be {f.type}, got {value!r} ({type(value).__name__})")
+
+
+def field_names(cls=None) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls or RunConfig)]
+
+
+def field_types(cls) -> dict[str, type]:
+    return {f.name: _TYPES[f.type] for f in dataclasses.fields(cls)}
 
 
 @dataclass(frozen=True)
-class Preset:
-    """A sweep (strengths x seeds around a base RunConfig) and its evaluation sizes."""
+class EvalSettings:
+    """How every claim evaluates a trained run: the one home of these numbers. Units and reasons inline.
 
-    name: str
-    base: RunConfig
-    strengths: tuple[float, ...]
-    seeds: tuple[int, ...]
-    n_test: int = 2000             # held-out test images used by every metric (0 = all 10,000)
-    n_views: int = 8               # augmented views per test image (claims C2, C4, C5)
-    n_anchor: int = 200            # anchor points for Jacobians and tangent planes (claim C4)
-
-    def configs(self) -> list[RunConfig]:
-        """The sweep, strengths outer and seeds inner."""
-        return [self.base.replace(strength=s, seed=k) for s in self.strengths for k in self.seeds]
-
-
-PRESETS = {
-    # The whole book in minutes, for tests and CI: verdicts come out "inconclusive" (one seed).
-    "smoke": Preset("smoke", RunConfig(n_train=1000, encoder_width=8, projector_width=128, projector_out=32,
-                                       epochs=1, batch_size=128, monitor_every=1),
-                    strengths=(0.0, 1.0), seeds=(0,), n_test=500, n_views=4, n_anchor=40),
-    # Meaningful verdicts on a 2-core CPU; sizes calibrated in the README and the methods chapter.
-    "cpu": Preset("cpu", RunConfig(), strengths=(0.0, 0.25, 0.5, 1.0, 1.5), seeds=(0, 1, 2)),
-    # Paper scale on one GPU.
-    "gpu": Preset("gpu", RunConfig(n_train=0, encoder="resnet18", epochs=200, batch_size=512, monitor_every=20),
-                  strengths=(0.0, 0.25, 0.5, 0.75, 1.0, 1.5), seeds=(0, 1, 2), n_test=10_000, n_views=8,
-                  n_anchor=500),
-}
-
-
-def resolve_preset_name(name: str = "auto") -> str:
-    """'auto' means $SSLGEO_PRESET if set, else 'gpu' when CUDA is available, else 'cpu'."""
-    if name == "auto":
-        name = os.environ.get("SSLGEO_PRESET", "")
-        if not name:
-            import torch
-
-            name = "gpu" if torch.cuda.is_available() else "cpu"
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; accepted: auto, {', '.join(PRESETS)}")
-    return name
-
-
-def parse_literal(name: str, value, kind: type, text: bool = True):
-    """Accept a value of `kind`, or (if `text`) its Python-literal string: papermill's -p passes lists as text."""
-    if text and isinstance(value, str) and kind is not str:
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            raise ValueError(f"parameter {name}={value!r} is not a Python literal of type {kind.__name__}") from None
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if kind is list and isinstance(value, tuple):
-        value = list(value)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise TypeError(f"parameter {name} must be {kind.__name__}, got {value!r} ({type(value).__name__})")
-    return value
-
-
-def make_preset(preset: str = "auto", strengths=None, seeds=None, **overrides) -> Preset:
-    """A preset with notebook parameters applied: None keeps the preset's value.
-
-    `strengths` and `seeds` replace the sweep; `n_test`, `n_views`, `n_anchor` the evaluation sizes;
-    any other keyword must be a RunConfig field and overrides the base config.
+    Sizes of 0 mean "all" (all 10,000 test images; every test image as an anchor; n_id = the test subset).
+    The evaluation draws (test subset, anchors, views, probe splits) are seeded by each run's own seed, so
+    an interval over seeds covers training and evaluation randomness together (CLAIMS.md, rule v2).
     """
-    p = PRESETS[resolve_preset_name(preset)]
-    changes = {}
-    if strengths is not None:
-        changes["strengths"] = tuple(float(parse_literal(f"strengths[{i}]", s, float, text=False))
-                                     for i, s in enumerate(parse_literal("strengths", strengths, list)))
-    if seeds is not None:
-        changes["seeds"] = tuple(parse_literal(f"seeds[{i}]", s, int, text=False)
-                                 for i, s in enumerate(parse_literal("seeds", seeds, list)))
-    for key in ("n_test", "n_views", "n_anchor"):
-        value = overrides.pop(key, None)
-        if value is not None:
-            changes[key] = parse_literal(key, value, int)
-    types = {f.name: _TYPES[f.type] for f in dataclasses.fields(RunConfig)}
-    base = {}
-    for key, value in overrides.items():
-        if key not in types:
-            raise KeyError(f"unknown parameter {key!r}; accepted: strengths, seeds, n_test, n_views, n_anchor, "
-                           f"{', '.join(types)}")
-        if value is not None:
-            base[key] = parse_literal(key, value, types[key])
-    out = dataclasses.replace(p, base=p.base.replace(**base), **changes)
-    if not out.strengths or not out.seeds:
-        raise ValueError("a sweep needs at least one strength and one seed")
-    for s in out.strengths:
-        policy(s)
-    return out
+
+    n_test: int = 2000             # held-out test images every metric uses (0 = all); 2,000 = 200 per class
+    n_views: int = 8               # augmented views per test image (C2, C4, C5); K = 8 keeps V_aug's error small
+    n_anchor: int = 200            # anchor points for Jacobians and tangent planes (C3 J-rank, C4); 0 = n_test
+    eval_strength: float = 1.0     # the fixed s_eval shared by every run (C2's second row, C5): SimCLR's policy
+    n_id: int = 1000               # points for the intrinsic-dimension estimators, equal for h and z (0 = n_test)
+    tangent_k: int = 50            # clean training neighbours that define a local tangent plane (C4)
+    tangent_d: int = 8             # the fixed tangent-plane dimension d (C4; the local lPCA d is reported too)
+    small_strength: float = 0.25   # strength of the views that define the augmentation directions U_i (C4)
+    aug_dims: int = 3              # dim U_i: top principal directions of an anchor's views (C4)
+    knn_k: int = 20                # neighbours of the cosine kNN probe (C1; Wu et al. 2018 use 200 on ImageNet)
+    probe_c_grid: tuple[float, ...] = (1e-2, 1e-1, 1.0)  # inverse L2 strengths of the linear probe (C1)
+    probe_val_fraction: float = 0.2    # share of the training subset that picks the probe's C
+    retention_test_fraction: float = 0.3  # share of images held out by the C5 parameter regressions
+
+    def __post_init__(self):
+        _check_types(self)
+        for name in ("n_test", "n_anchor", "n_id"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = all), got {getattr(self, name)}")
+        for name in ("n_views", "tangent_k", "tangent_d", "aug_dims", "knn_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_views < 2:
+            raise ValueError(f"n_views must be >= 2 (invariance compares views of one image), got {self.n_views}")
+        for name in ("eval_strength", "small_strength"):
+            policy(getattr(self, name))
+        for name in ("probe_val_fraction", "retention_test_fraction"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name} must lie in (0, 1), got {getattr(self, name)}")
+        for name in ("n_anchor", "n_id"):
+            if self.n_test and getattr(self, name) > self.n_test:
+                raise ValueError(f"{name}={getattr(self, name):,} is larger than n_test={self.n_test:,}: these points "
+                                 f"are drawn from the test subset (use {name} <= n_test, or 0 for all of it)")
+        if not self.probe_c_grid or any(not c > 0 for c in self.probe_c_grid):
+            raise ValueError(f"probe_c_grid must be a non-empty list of positive numbers, got {self.probe_c_grid}")
+
+    def replace(self, **changes) -> "EvalSettings":
+        return dataclasses.replace(self, **changes)
+
+    def test_size(self, n_available: int) -> int:
+        """n_test resolved against the test set (0 = all); larger than the set is an error."""
+        return _resolve("n_test", self.n_test, n_available)
+
+    def anchor_size(self, n_available: int) -> int:
+        """n_anchor resolved (0 = the test subset); the anchors are the first test-subset images."""
+        return _resolve("n_anchor", self.n_anchor, self.test_size(n_available))
+
+    def id_size(self, n_available: int) -> int:
+        """n_id resolved against the test subset (0 = all of it)."""
+        return _resolve("n_id", self.n_id, self.test_size(n_available))
+
+
+def _resolve(name: str, n: int, available: int) -> int:
+    if n > available:
+        raise ValueError(f"{name}={n:,} is larger than the {available:,} images available (0 means all of them)")
+    return available if n == 0 else n
+
+

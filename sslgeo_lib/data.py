@@ -6,13 +6,16 @@ CIFAR-10 is found, in this order:
   2. torchvision's download into the cache folder (when the network allows);
   3. otherwise a `FileNotFoundError` that names these options.
 The decoded arrays are cached as `.npy` files (`$SSLGEO_CACHE`, default `~/.cache/sslgeo`) keyed by the
-source's path, size and modification time, so a second load reads arrays instead of decoding images.
+source's path, size and modification time, so a second load reads arrays instead of decoding images. The
+cache folder is complete only when its MANIFEST.json (written last) is there; the manifest also holds the
+dataset's content fingerprint (sha256 of the decoded arrays), which enters every run's id.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 import io
+import json
 import os
 import pickle
 import tarfile
@@ -22,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sslgeo_lib.store import atomic_write
+from sslgeo_lib.fileio import atomic_write, write_json
 
 DATASETS = ("cifar10",)
 _SPLITS = ("train", "test")
@@ -39,10 +42,16 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     classes: tuple[str, ...]
+    fingerprint: str  # sha256 of the decoded arrays (see `_fingerprint`)
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("SSLGEO_CACHE", Path.home() / ".cache" / "sslgeo"))
+
+
+def fingerprint(name: str = "cifar10") -> str:
+    """The content fingerprint of a dataset's decoded arrays (computed once, kept with the array cache)."""
+    return load_dataset(name).fingerprint
 
 
 def load_dataset(name: str = "cifar10") -> Dataset:
@@ -50,23 +59,6 @@ def load_dataset(name: str = "cifar10") -> Dataset:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; accepted: {', '.join(DATASETS)}")
     return _load_cifar10(_cifar10_source())
-
-
-def class_balanced_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of `n` samples with (as near as possible) equal counts per class, drawn by `seed`.
-
-    n = 0 or n >= len(labels) selects everything.
-    """
-    if n < 0:
-        raise ValueError(f"subset size must be >= 0, got {n}")
-    if n == 0 or n >= len(labels):
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    per_class = np.full(len(classes), n // len(classes))
-    per_class[: n % len(classes)] += 1
-    picks = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, per_class)]
-    return np.sort(np.concatenate(picks))
 
 
 # --- locating the source -----------------------------------------------------------------------
@@ -114,21 +106,44 @@ def _is_tarball(p: Path) -> bool:
 
 # --- decoding, once, into the array cache ------------------------------------------------------
 
+_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
 @functools.lru_cache(maxsize=2)
 def _load_cifar10(source: Path) -> Dataset:
     stat = source.stat()
     key = hashlib.sha1(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     folder = cache_dir() / f"cifar10-{key}"
-    names = ("x_train", "y_train", "x_test", "y_test")
-    if not all((folder / f"{n}.npy").is_file() for n in names):
+    manifest = _read_manifest(folder)
+    if manifest is None:
         arrays, classes = _decode(source)
-        folder.mkdir(parents=True, exist_ok=True)
-        for n, a in zip(names, arrays):
+        for n, a in zip(_ARRAYS, arrays):
             atomic_write(folder / f"{n}.npy", lambda f, a=a: np.save(f, a, allow_pickle=False))
-        atomic_write(folder / "classes.txt", lambda f: f.write("\n".join(classes).encode()))
-    arrays = [np.load(folder / f"{n}.npy", allow_pickle=False) for n in names]
-    classes = tuple((folder / "classes.txt").read_text().split("\n"))
-    return Dataset("cifar10", *arrays, classes=classes)
+        manifest = {"classes": list(classes), "fingerprint": _fingerprint(arrays)}
+        write_json(folder / "MANIFEST.json", manifest)
+    arrays = [np.load(folder / f"{n}.npy", allow_pickle=False) for n in _ARRAYS]
+    return Dataset("cifar10", *arrays, classes=tuple(manifest["classes"]), fingerprint=manifest["fingerprint"])
+
+
+def _read_manifest(folder: Path) -> dict | None:
+    """The decoded cache's manifest when the folder is complete, else None (it is then rebuilt)."""
+    try:
+        manifest = json.loads((folder / "MANIFEST.json").read_text())
+        ok = isinstance(manifest, dict) and isinstance(manifest.get("classes"), list) \
+            and isinstance(manifest.get("fingerprint"), str) and all((folder / f"{n}.npy").is_file() for n in _ARRAYS)
+    except (OSError, ValueError):
+        return None
+    return manifest if ok else None
+
+
+def _fingerprint(arrays) -> str:
+    """sha256 over the decoded arrays (shape, dtype and bytes of each): the data's part of a run's id."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}|{a.dtype}".encode())
+        h.update(a.data)
+    return h.hexdigest()
 
 
 def _decode(source: Path):

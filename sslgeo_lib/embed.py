@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sslgeo_lib.augment import PARAM_NAMES, augment
-from sslgeo_lib.data import class_balanced_subset, load_dataset
+from sslgeo_lib.data import load_dataset
+from sslgeo_lib.training.augment import PARAM_NAMES, augment
+from sslgeo_lib.training.subset import class_balanced_subset
 
 BATCH = 1000  # images per forward pass
 
@@ -68,34 +69,43 @@ def embed_views(model, x_u8: np.ndarray, strength: float, n_views: int, seed: in
     return {k: torch.cat(v).numpy() for k, v in out.items()}
 
 
-def eval_indices(labels: np.ndarray, n: int) -> np.ndarray:
-    """The evaluation subset of a split: class-balanced, the same for every run (seed 0)."""
-    return class_balanced_subset(labels, n, 0)
+FEATURE_CODE = ("embed.py",)  # what keys the feature caches, besides the run id (which covers the model code)
+
+
+def eval_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """An evaluation subset of a split: class-balanced, `n` images (0 = all), drawn by `seed` (a run's own
+    seed, so the interval over seeds covers the evaluation draw too)."""
+    return class_balanced_subset(labels, n, seed)
 
 
 def clean_features(run, split: str, n: int, device="cpu") -> dict[str, np.ndarray]:
-    """Cached `embed` of a split's evaluation subset ("train": the run's own training subset when n = 0),
-    plus "y" (labels) and "index" (positions in the split)."""
+    """Cached `embed` of a split's evaluation subset of `n` images drawn by the run's seed ("train" with n = 0:
+    the run's own training subset), plus "y" (labels) and "index" (positions in the split)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    seed = run.config.seed
+
     def compute():
         data = load_dataset(run.config.dataset)
         x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
         idx = (class_balanced_subset(y, run.config.n_train, run.config.subset_seed)
-               if split == "train" and n == 0 else eval_indices(y, n))
+               if split == "train" and n == 0 else eval_indices(y, n, seed))
         return {**embed(run.model(device), x[idx], device), "y": y[idx], "index": idx}
 
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    return run.cached(f"clean-{split}", {"n": n}, compute)
+    return run.cached(f"clean-{split}", {"n": n, "seed": seed}, compute, FEATURE_CODE)
 
 
-def view_features(run, n: int, strength: float, n_views: int, seed: int = 0, device="cpu",
+def view_features(run, n: int, strength: float, n_views: int, device="cpu",
                   keep=("h", "z")) -> dict[str, np.ndarray]:
-    """Cached `embed_views` of the test evaluation subset of size `n` (see `eval_indices`)."""
+    """Cached `embed_views` of the test evaluation subset of size `n` (the images `clean_features(run, "test",
+    n)` holds), views drawn from a generator seeded by the run's seed."""
+    seed = run.config.seed
+
     def compute():
         data = load_dataset(run.config.dataset)
-        idx = eval_indices(data.y_test, n)
+        idx = eval_indices(data.y_test, n, seed)
         out = embed_views(run.model(device), data.x_test[idx], strength, n_views, seed, device, keep)
         return {**out, "y": data.y_test[idx], "index": idx}
 
     settings = {"n": n, "strength": float(strength), "n_views": n_views, "seed": seed, "keep": list(keep)}
-    return run.cached("views", settings, compute)
+    return run.cached("views", settings, compute, FEATURE_CODE)

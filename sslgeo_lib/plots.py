@@ -76,7 +76,7 @@ def curve_plot(loss: pd.DataFrame, knn: pd.DataFrame, floor, height: float = 3.4
     """Training curves per strength: NT-Xent loss and monitor kNN accuracy against epoch (mean and 95%
     t-interval over seeds), with `floor` (untrained-encoder accuracies) as a dashed line."""
     fig, axes = plt.subplots(1, 2, figsize=(height * 3, height))
-    for ax, df, value, label in ((axes[0], loss, "loss", "NT-Xent loss"), (axes[1], knn, "knn_acc", "kNN accuracy of h")):
+    for ax, df, value, label in ((axes[0], loss, "loss", "NT-Xent loss"), (axes[1], knn, "knn", "kNN accuracy of h")):
         colors = dict(zip(sorted(df["strength"].unique()), sns.color_palette("viridis", df["strength"].nunique())))
         for s, part in df.groupby("strength"):
             t = ci_table(part, value, by=("epoch",))
@@ -88,3 +88,77 @@ def curve_plot(loss: pd.DataFrame, knn: pd.DataFrame, floor, height: float = 3.4
     axes[1].legend(frameon=False, fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def layer_profile_plot(df: pd.DataFrame, value: str = "linear", ylabel: str = "linear-probe accuracy"):
+    """`value` by layer through the projector (x: h, hidden..., z in depth order), one line per strength:
+    mean over seeds with its 95% t-interval."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    order = df.sort_values("depth").drop_duplicates("layer")["layer"].tolist()
+    strengths = sorted(df["strength"].unique())
+    colors = dict(zip(strengths, sns.color_palette("viridis", len(strengths))))
+    for s in strengths:
+        t = ci_table(df[df["strength"] == s], value, by=("depth",))
+        ax.errorbar(t["depth"], t["mean"], yerr=[t["mean"] - t["low"], t["high"] - t["mean"]], fmt="o-",
+                    color=colors[s], capsize=3, label=f"s = {s:g}")
+    ax.set_xticks(range(len(order)), order)
+    ax.set(xlabel="layer", ylabel=ylabel, title="Accuracy through the projector")
+    ax.legend(frameon=False, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def spectra_plot(spec: pd.DataFrame):
+    """Normalised singular-value spectra (log scale), mean over seeds, one line per strength, a panel per layer."""
+    g = sns.relplot(spec, x="index", y="value", hue="strength", col="layer", kind="line", palette="viridis",
+                    errorbar=None, height=3.2, aspect=1.3, facet_kws={"sharex": False})
+    g.set(yscale="log", ylabel="singular value / largest", xlabel="index")
+    g.figure.suptitle("Singular-value spectra (dimensional collapse shows as a cliff)", y=1.03)
+    return g.figure
+
+
+def calibration_plot(cal: pd.DataFrame):
+    """Intrinsic-dimension estimates against the true dimension (dashed: the truth), a panel per manifold."""
+    g = sns.relplot(cal, x="d", y="estimate", hue="estimator", col="manifold", kind="line", marker="o",
+                    errorbar=("ci", 95), height=3.2, aspect=1.2)
+    for ax in g.axes.flat:
+        ax.plot([0, cal["d"].max()], [0, cal["d"].max()], "--", color="gray")
+    g.set(xlabel="true dimension d", ylabel="estimated dimension")
+    return g.figure
+
+
+def theory_plot(linear: pd.DataFrame, counts: pd.DataFrame, threshold: float):
+    """C7 (a): trained (dots) vs predicted (lines) relative gains per data variance, and the number of
+    collapsed directions (predicted, data-only, measured, two-layer h and z) per strength."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    strengths = sorted(linear["strength"].unique())
+    palette = dict(zip(strengths, sns.color_palette("viridis", len(strengths))))
+    for s, part in linear.groupby("strength"):
+        m = part.groupby("lam")[["pred", "one_layer"]].mean()
+        axes[0].plot(m.index, m["pred"], "-", color=palette[s], label=f"s = {s:g}")
+        axes[0].plot(part["lam"], part["one_layer"], ".", color=palette[s], alpha=0.6)
+    axes[0].set(xscale="log", yscale="log", xlabel="data variance lambda_j", ylabel="relative gain of direction j",
+                title="Trained (dots) vs predicted (lines)")
+    axes[0].axhline(threshold, ls=":", color="gray")
+    axes[0].legend(frameon=False, fontsize="small")
+    names = {"predicted": "predicted", "data_only": "data-only alternative", "measured": "one layer (trained)",
+             "two_layer_h": "two layers: h", "two_layer_z": "two layers: z"}
+    tidy = counts.melt(id_vars=["strength", "seed"], value_vars=list(names), var_name="map", value_name="collapsed")
+    sns.pointplot(tidy.assign(map=tidy["map"].map(names)), x="strength", y="collapsed", hue="map",
+                  errorbar=("ci", 95), dodge=0.4, ax=axes[1])
+    axes[1].set(ylabel="collapsed directions", title="Where the collapse lands")
+    fig.tight_layout()
+    return fig
+
+
+def augmentation_examples(data, n: int, strengths, seed: int = 0) -> np.ndarray:
+    """`n` class-balanced test images and one random view of each per strength: (1 + len(strengths), n, 3, H, W)
+    in [0, 1], for `image_grid`. Drawn from a generator seeded by `seed`."""
+    import torch
+
+    from sslgeo_lib.training.augment import augment
+    from sslgeo_lib.training.subset import class_balanced_subset
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(data.x_test[class_balanced_subset(data.y_test, n, seed)]).float() / 255
+    return np.stack([x.numpy()] + [augment(x, s, gen)[0].numpy() for s in strengths])

@@ -9,7 +9,7 @@ from sklearn.model_selection import GroupShuffleSplit, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sslgeo_lib.augment import BINARY_PARAMS
+from sslgeo_lib.training.augment import BINARY_PARAMS
 
 PROBE_C_GRID = (1e-2, 1e-1, 1.0)  # inverse L2 strengths tried on the validation split
 KNN_K = 20

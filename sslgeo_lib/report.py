@@ -10,12 +10,39 @@ def _glue(key: str, value, display: bool = False) -> None:
     glue(key, value, display=display)
 
 
+def claim_key(prefix: str, name: str) -> str:
+    """The glue key of verdict `name` of a page: "primary" -> prefix (e.g. "c2"), other names -> "c2_<name>"."""
+    return prefix if name == "primary" else f"{prefix}_{name}"
+
+
 def glue_claim(key: str, result: ClaimResult) -> None:
-    """Glue `<key>_verdict`, `<key>_statistic`, `<key>_ci` (estimate [low, high]) and `<key>_seeds`."""
+    """Glue `<key>_verdict` (the ranged verdict text), `<key>_statistic`, `<key>_ci` (estimate [low, high]),
+    `<key>_covers` (what the interval covers), `<key>_seeds` and `<key>_delta`."""
     values = {f"{key}_verdict": result.verdict_text(), f"{key}_statistic": result.statistic,
-              f"{key}_ci": result.ci_text(), f"{key}_seeds": str(result.n_seeds)}
+              f"{key}_ci": result.ci_text(), f"{key}_covers": result.covers, f"{key}_seeds": str(result.n_seeds),
+              f"{key}_delta": f"{result.delta:.3g}"}
     for k, v in values.items():
         _glue(k, v)
+
+
+def glue_verdicts(prefix: str, verdicts: dict[str, ClaimResult]) -> None:
+    """Glue every verdict of a page under keys derived from its name (see `claim_key`)."""
+    for name, result in verdicts.items():
+        glue_claim(claim_key(prefix, name), result)
+
+
+def glue_page(prefix: str, preset, runs, verdicts: dict[str, ClaimResult], subject: str) -> None:
+    """Everything a claim page cites: its verdicts (`glue_verdicts`), the reading of its primary result (one
+    computed sentence, `claims.reading`, under `<prefix>_reading`), the preset, the number of runs and the
+    verdict rule's version."""
+    from sslgeo_lib.claims import reading
+    from sslgeo_lib.stats import RULE_VERSION
+
+    glue_verdicts(prefix, verdicts)
+    _glue(f"{prefix}_reading", reading(verdicts["primary"], subject))
+    _glue(f"{prefix}_preset", preset.name)
+    _glue(f"{prefix}_n_runs", str(len(runs)))
+    _glue(f"{prefix}_rule", RULE_VERSION)
 
 
 def glue_value(key: str, value, fmt: str = "{:.3f}") -> None:

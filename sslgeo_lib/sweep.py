@@ -1,14 +1,37 @@
-"""A preset's trained sweep: training it, and describing its runs (tables and training curves)."""
+"""A preset's trained sweep: "load or train" for each run, and descriptions of the runs (tables, curves)."""
 from __future__ import annotations
+
+import shutil
+import warnings
 
 import pandas as pd
 
-from sslgeo_lib.config import Preset
-from sslgeo_lib.data import class_balanced_subset, load_dataset
-from sslgeo_lib.embed import encode, eval_indices
-from sslgeo_lib.probes import linear_probe
-from sslgeo_lib.store import Run, get_or_train
-from sslgeo_lib.train import default_device, monitor_accuracy, new_model
+from sslgeo_lib.config import RunConfig
+from sslgeo_lib.presets import Preset
+from sslgeo_lib.store import Run, check_entry, entry_path, read_entry, write_entry
+
+
+def get_or_train(cfg: RunConfig, progress: bool = True, device=None) -> Run:
+    """The stored run for `cfg`; trains it (resuming from a checkpoint if one exists) when absent.
+
+    A corrupt entry is reported with a warning, removed and retrained. A second call never retrains.
+    """
+    from sslgeo_lib.monitor import monitor_for
+    from sslgeo_lib.provenance import provenance
+    from sslgeo_lib.training.loop import train
+
+    path = entry_path(cfg)
+    problem = check_entry(path, cfg)
+    if problem is None:
+        return read_entry(path, cfg)
+    if path.exists() and not (path / "checkpoint.pt").is_file():
+        warnings.warn(f"run {path.name} is {problem}; retraining it", stacklevel=2)
+        shutil.rmtree(path)
+    elif path.exists():
+        warnings.warn(f"run {path.name} is {problem}; resuming from its last checkpoint", stacklevel=2)
+    result = train(cfg, path, progress=progress, device=device, monitor=monitor_for(cfg))
+    return write_entry(path, cfg, result.model, result.metrics,
+                       provenance(result.device, result.dtype, result.channels_last, result.threads))
 
 
 def sweep(preset: Preset, progress: bool = True) -> list[Run]:
@@ -22,7 +45,7 @@ def run_table(runs: list[Run]) -> pd.DataFrame:
     for r in runs:
         m, p = r.metrics, r.provenance
         rows.append({"run": r.id, "strength": r.config.strength, "seed": r.config.seed,
-                     "epochs": len(m["epoch"]), "final loss": m["loss"][-1], "kNN acc (h)": m["knn_acc"][-1],
+                     "epochs": len(m["epoch"]), "final loss": m["loss"][-1], "knn": m["knn"][-1],
                      "images/s": m["images_per_s"], "train min": m["train_seconds"] / 60,
                      "precision": p["precision"], "device": p["device_name"]})
     return pd.DataFrame(rows)
@@ -34,24 +57,32 @@ def training_curves(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
     for r in runs:
         s, k, m = r.config.strength, r.config.seed, r.metrics
         loss += [{"strength": s, "seed": k, "epoch": e, "loss": v} for e, v in zip(m["epoch"], m["loss"])]
-        knn += [{"strength": s, "seed": k, "epoch": e, "knn_acc": v} for e, v in zip(m["knn_epoch"], m["knn_acc"])]
+        knn += [{"strength": s, "seed": k, "epoch": e, "knn": v} for e, v in zip(m["knn_epoch"], m["knn"])]
     return pd.DataFrame(loss), pd.DataFrame(knn)
 
 
 def untrained_baseline(preset: Preset) -> pd.DataFrame:
     """Randomly initialised models, one per seed of the preset: the training monitor's kNN accuracy and the
-    linear-probe accuracy of h (the C1 protocol: the training subset's features fit it, the test subset
-    scores it). The floor that a trained encoder must beat. Columns: seed, knn, linear."""
-    device = default_device()
+    linear-probe accuracy of h (the C1 protocol). The floor that a trained encoder must beat.
+    Columns: seed, knn, linear."""
+    from sslgeo_lib.data import load_dataset
+    from sslgeo_lib.embed import encode, eval_indices
+    from sslgeo_lib.monitor import monitor_accuracy
+    from sslgeo_lib.probes import linear_probe
+    from sslgeo_lib.training.loop import default_device, new_model
+    from sslgeo_lib.training.subset import class_balanced_subset
+
+    device, ev = default_device(), preset.eval
     data = load_dataset(preset.base.dataset)
-    test = eval_indices(data.y_test, preset.n_test)
     rows = []
     for seed in preset.seeds:
         cfg = preset.base.replace(seed=seed)
         model = new_model(cfg).to(device)
         train = class_balanced_subset(data.y_train, cfg.n_train, cfg.subset_seed)
+        test = eval_indices(data.y_test, ev.test_size(len(data.y_test)), seed)
         h_train = encode(model.encoder, data.x_train[train], device)
         h_test = encode(model.encoder, data.x_test[test], device)
         rows.append({"seed": seed, "knn": monitor_accuracy(model, cfg, device),
-                     "linear": linear_probe(h_train, data.y_train[train], h_test, data.y_test[test])["accuracy"]})
+                     "linear": linear_probe(h_train, data.y_train[train], h_test, data.y_test[test],
+                                            ev.probe_c_grid, ev.probe_val_fraction, seed)["accuracy"]})
     return pd.DataFrame(rows)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sslgeo_lib.losses import info_nce_euclidean, nt_xent
+from sslgeo_lib.training.losses import info_nce_euclidean, nt_xent
 
 
 # --- (a) linear theory ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from sslgeo_lib.augment import PARAM_NAMES, apply, augment, color, crop_flip, policy, sample_params
+from sslgeo_lib.training.augment import PARAM_NAMES, apply, augment, color, crop_flip, policy, sample_params
 
 
 @pytest.fixture
@@ -28,13 +28,27 @@ def test_strength_zero_is_the_identity_bit_for_bit(x):
 
 
 def test_policy_follows_the_claims_spec():
-    assert policy(0.5) == pytest.approx({"min_area": 0.54, "log_aspect": math.log(4 / 3), "flip_p": 0.5,
+    assert policy(0.5) == pytest.approx({"min_area": 0.54, "log_aspect": 0.5 * math.log(4 / 3), "flip_p": 0.25,
                                          "jitter_p": 0.8, "bcs": 0.4, "hue": 0.1, "gray_p": 0.1})
     assert policy(1.5)["min_area"] == 0.08 and policy(1.5)["hue"] == pytest.approx(0.3)
     assert policy(3.0)["hue"] == 0.5 and policy(3.0)["gray_p"] == pytest.approx(0.2)
     for bad in (-0.1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="strength must be a finite number >= 0"):
             policy(bad)
+
+
+def test_knob_v2_is_monotone_and_simclr_at_one():
+    grid = [0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
+    pols = [policy(s) for s in grid]
+    for key in ("log_aspect", "flip_p", "jitter_p", "bcs", "hue", "gray_p"):  # every range widens with s
+        assert all(a[key] <= b[key] for a, b in zip(pols, pols[1:])), key
+    assert all(a["min_area"] >= b["min_area"] for a, b in zip(pols, pols[1:]))
+    simclr = {"min_area": 0.08, "log_aspect": math.log(4 / 3), "flip_p": 0.5, "jitter_p": 0.8, "gray_p": 0.2}
+    for s in (1.0, 1.5, 2.0):  # SimCLR's geometric policy and probabilities (App. A); colour scales on
+        assert {k: policy(s)[k] for k in simclr} == pytest.approx(simclr)
+    assert policy(1.0)["bcs"] == pytest.approx(0.8) and policy(1.0)["hue"] == pytest.approx(0.2)
+    zero = policy(0.0)
+    assert zero["log_aspect"] == zero["flip_p"] == zero["bcs"] == zero["hue"] == zero["gray_p"] == 0
 
 
 @pytest.mark.parametrize("s", [0.25, 1.0, 1.5])
@@ -49,7 +63,8 @@ def test_drawn_parameters_stay_in_their_ranges(s):
     assert p["hue"].abs().max() <= pol["hue"] + 1e-6
     assert (p["brightness"][~jittered] == 1).all() and (p["hue"][~jittered] == 0).all()
     assert p["brightness"][jittered].min() >= max(0, 1 - pol["bcs"]) - 1e-6
-    assert p["flip"].mean() == pytest.approx(0.5, abs=0.02)
+    assert p["flip"].mean() == pytest.approx(pol["flip_p"], abs=0.02)
+    assert p["aspect"].log().abs().max() <= pol["log_aspect"] + 1e-5
     assert p["jitter"].mean() == pytest.approx(0.8, abs=0.02)
     assert p["grayscale"].mean() == pytest.approx(pol["gray_p"], abs=0.02)
 
@@ -105,7 +120,7 @@ def test_bad_inputs(x):
 
 
 def test_hue_shift_of_gray_pixels_and_full_turns(x):
-    from sslgeo_lib.augment import _shift_hue
+    from sslgeo_lib.training.augment import _shift_hue
 
     gray = x[:, :1].expand(-1, 3, -1, -1)
     torch.testing.assert_close(_shift_hue(gray, torch.full((16,), 0.3)), gray)  # no hue to rotate

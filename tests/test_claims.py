@@ -1,75 +1,110 @@
-"""The per-claim tables on a tiny two-seed sweep: shapes, ranges and exact values where they are known."""
+"""Every verdict path of every claim on sweep tables whose answer is known, and the sentence glued for it."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from sslgeo_lib import claims
-from sslgeo_lib.config import make_preset
-from sslgeo_lib.stats import ClaimResult
-from sslgeo_lib.sweep import run_table, sweep, training_curves
+from sslgeo_lib.stats import CONTRADICTED, MIXED, NEGLIGIBLE, SUPPORTED
+
+STRENGTHS = (0.0, 0.25, 0.5, 1.0, 1.5)
+NOISE = (-1.0, 0.0, 1.0)  # three seeds: mean 0, sd 1 (times the noise scale)
 
 
-@pytest.fixture(scope="module")
-def setup(cifar):
-    p = make_preset("smoke", seeds="[0, 1]", n_test="200", n_anchor="20")
-    return p, sweep(p, progress=False)
+def _layers(effect, base=0.5, noise=1e-3, **extra):
+    """Per (strength, seed): layer h at `base`, layer z at base + effect(s) + seed noise."""
+    rows = []
+    for s in STRENGTHS:
+        for k, e in enumerate(NOISE):
+            rows += [{"strength": s, "seed": k, "layer": "h", "value": base, **extra},
+                     {"strength": s, "seed": k, "layer": "z", "value": base + effect(s) + noise * e, **extra}]
+    return pd.DataFrame(rows)
 
 
-def _check_verdicts(verdicts):
-    assert all(isinstance(v, ClaimResult) and v.n_seeds == 2 for v in verdicts.values())
-    assert all(v.verdict in ("supported", "contradicted", "inconclusive") for v in verdicts.values())
+def _invariance(effect):
+    df = _layers(effect).rename(columns={"value": "invariance"})
+    return pd.concat([df.assign(eval="train"), df.assign(eval="fixed")])
 
 
-def test_invariance_table(setup):
-    p, runs = setup
-    df = claims.invariance_table(runs, p)
-    assert len(df) == len(runs) * 2 * 2
-    identity = df[(df.strength == 0) & (df["eval"] == "train")]
-    np.testing.assert_allclose(identity["invariance"], 1.0)  # s = 0 views are the image itself
-    np.testing.assert_allclose(identity["cosine"], 1.0)
-    assert (df["invariance"] <= 1 + 1e-12).all()
-    _check_verdicts(claims.invariance_verdicts(df))
+@pytest.mark.parametrize("effect,expected", [
+    (lambda s: 0.1 * s, SUPPORTED),            # z more invariant at every s > 0
+    (lambda s: 0.001, NEGLIGIBLE),             # a real but tiny difference: below delta = 0.02
+    (lambda s: -0.1 if s == 0.25 else 0.1, CONTRADICTED),  # one strength the other way refutes "every s"
+    (lambda s: 0.005 if s == 0.25 else 0.2, MIXED),
+])
+def test_c2_verdict_paths(effect, expected):
+    v = claims.invariance_verdicts(_invariance(effect))
+    assert v["primary"].verdict == expected
+    if expected == MIXED:
+        assert v["primary"].text == "supported for s >= 0.5; negligible at 0.25"
+    sentence = claims.reading(v["primary"], "the projector's invariance minus the encoder's")
+    assert sentence.startswith("The projector's invariance minus the encoder's: " + v["primary"].verdict_text())
+    assert "at s = 0.25" in sentence and "smallest effect of interest ±0.020" in sentence
 
 
-def test_transfer_table(setup):
-    p, runs = setup
-    df = claims.transfer_table(runs, p)
-    assert list(df[df.seed == 0].drop_duplicates("layer")["layer"]) == ["h", "hidden1", "z"]
-    assert df[["linear", "knn"]].stack().between(0, 1).all()
-    assert df["linear"].mean() > 0.15  # better than chance (0.1) even after one epoch
-    _check_verdicts(claims.transfer_verdicts(df))
+def test_c2_trend_is_read_at_the_fixed_strength():
+    v = claims.invariance_verdicts(_invariance(lambda s: 0.1 * s))
+    assert v["trend"].verdict == SUPPORTED and v["trend"].estimate == pytest.approx(0.1)
 
 
-def test_dimension_table(setup):
-    p, runs = setup
-    df = claims.dimension_table(runs, p, n_id=150)
-    er = df[df.measure == "effective rank"]
-    dims = {"h": 8 * p.base.encoder_width, "z": p.base.projector_out, "J": p.base.projector_out}
-    assert all(1 <= row.value <= dims[row.layer] for row in er.itertuples())
-    assert set(df[df.layer == "J"]["measure"]) == {"effective rank"}
-    _check_verdicts(claims.dimension_verdicts(df))
+def test_c1_gap_is_h_minus_z():
+    df = _layers(lambda s: -0.05).rename(columns={"value": "linear"}).assign(knn=0.3)
+    v = claims.transfer_verdicts(df)
+    assert v["primary"].verdict == SUPPORTED and v["primary"].estimate == pytest.approx(0.05, abs=1e-3)
+    assert v["knn"].verdict == NEGLIGIBLE  # no kNN gap at all
+    flipped = claims.transfer_verdicts(_layers(lambda s: 0.05).rename(columns={"value": "linear"}).assign(knn=0.3))
+    assert flipped["primary"].verdict == CONTRADICTED
 
 
-def test_tangent_table(setup):
-    p, runs = setup
-    df = claims.tangent_table(runs, p, tangent_dim=4, k=20)
-    assert df[["alpha_local", "alpha_global", "alpha_random"]].stack().between(0, 1).all()
-    fixed = df[df.d_mode == "fixed"]
-    assert (fixed["d"] == 4).all() and (df["rho"] > 0).all()
-    _check_verdicts(claims.tangent_verdicts(df))
+def test_c3_log_ratio_and_its_trend():
+    rows = []
+    for s in STRENGTHS:
+        for k, e in enumerate(NOISE):
+            for layer, v in (("h", 100.0), ("z", 100.0 * np.exp(-0.5 - 0.4 * s + 1e-3 * e)), ("J", 50 - 10 * s)):
+                rows.append({"strength": s, "seed": k, "layer": layer, "measure": "effective rank", "value": v})
+    v = claims.dimension_verdicts(pd.DataFrame(rows))
+    assert v["primary"].verdict == SUPPORTED and v["trend"].verdict == SUPPORTED
+    assert v["trend"].estimate == pytest.approx(-0.4, abs=1e-3) and v["jacobian"].verdict == SUPPORTED
 
 
-def test_retention_table(setup):
-    p, runs = setup
-    df = claims.retention_table(runs, p)
-    assert len(df) == len(runs) * 2 * 11
-    acc = df[df.kind == "accuracy"]["value"].dropna()
-    assert acc.between(0, 1).all()
-    _check_verdicts(claims.retention_verdicts(df))
+def test_c4_locality_null_is_not_supported():
+    """A kept subspace that ignores its point has alpha(A_i, T_i) = alpha(A_i, T_j): the gap is noise around 0."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in STRENGTHS:
+        for k in range(3):
+            for d_mode in ("fixed", "local"):
+                for r_mode in ("erank", "d", "2d"):
+                    gap = rng.normal(0, 0.002)
+                    rows.append({"strength": s, "seed": k, "d_mode": d_mode, "r_mode": r_mode, "alpha": 0.5,
+                                 "alpha_other": 0.5 - gap, "locality_gap": gap, "alpha_global": 0.6,
+                                 "alpha_random": 0.1, "d": 8, "r": 20, "rho_data": 1.0, "rho_random": 5.0,
+                                 "rho_normalized": 4.0})
+    v = claims.tangent_verdicts(pd.DataFrame(rows))
+    assert v["primary"].verdict == NEGLIGIBLE and v["rho"].verdict == NEGLIGIBLE
+    assert v["vs_global"].verdict == CONTRADICTED  # v1's foil beats even a perfect null: why it is secondary
+    assert v["rho_random"].verdict == CONTRADICTED  # and v1's rho reads "amplified" for a neutral projector
 
 
-def test_run_table_and_curves(setup):
-    _, runs = setup
-    table = run_table(runs)
-    assert len(table) == 4 and (table["images/s"] > 0).all()
-    loss, knn = training_curves(runs)
-    assert set(loss.columns) == {"strength", "seed", "epoch", "loss"} and len(knn) == 4
+def test_c5_retention_gap():
+    rows = []
+    for s in STRENGTHS:
+        for k, e in enumerate(NOISE):
+            for layer, v in (("h", 0.6), ("z", 0.6 - 0.1 - 0.05 * s + 1e-3 * e)):
+                rows += [{"strength": s, "seed": k, "layer": layer, "parameter": p, "kind": "R2", "value": v}
+                         for p in ("area", "hue")]
+    v = claims.retention_verdicts(pd.DataFrame(rows))
+    assert v["primary"].verdict == SUPPORTED and v["trend"].verdict == SUPPORTED
+
+
+def test_verdict_table_lists_every_strength_of_every_reading():
+    v = claims.invariance_verdicts(_invariance(lambda s: 0.1 * s))
+    table = claims.verdict_table(v)
+    assert len(table) == 2 * 4 and set(table["outcome"]) == {SUPPORTED}
+
+
+def test_power_table_uses_the_measured_noise():
+    df = _layers(lambda s: 0.1).rename(columns={"value": "v"})
+    values = {"C2": df[df.layer == "z"][["strength", "seed"]].assign(value=df[df.layer == "z"]["v"].to_numpy())}
+    table = claims.power_table(values, {"cpu": (3, 4)})
+    assert table["seed-to-seed sd"].iloc[0] == pytest.approx(1e-3)
+    assert table["detectable, cpu"].iloc[0] == pytest.approx(6.55e-3, rel=0.02)  # 6.55 sd (stats' own test)

@@ -1,6 +1,7 @@
 import pytest
 
-from sslgeo_lib.config import PRESETS, RunConfig, make_preset, resolve_preset_name
+from sslgeo_lib.config import RunConfig
+from sslgeo_lib.presets import PRESETS, make_preset, resolve_preset_name
 
 
 def test_defaults_are_valid_and_ints_become_floats():
@@ -49,7 +50,7 @@ def test_auto_preset(monkeypatch):
 
 def test_papermill_strings_are_parsed():
     p = make_preset("smoke", strengths="[0, 1.0]", seeds="[0, 1]", epochs="2", n_test="100")
-    assert p.strengths == (0.0, 1.0) and p.seeds == (0, 1) and p.base.epochs == 2 and p.n_test == 100
+    assert p.strengths == (0.0, 1.0) and p.seeds == (0, 1) and p.base.epochs == 2 and p.eval.n_test == 100
     assert make_preset("smoke", strengths=[0.5]).strengths == (0.5,)
 
 

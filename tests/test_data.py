@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sslgeo_lib import data
-from sslgeo_lib.data import class_balanced_subset, load_dataset
+from sslgeo_lib.data import load_dataset
+from sslgeo_lib.training.subset import class_balanced_subset
 
 
 @pytest.fixture(autouse=True)
@@ -122,6 +123,8 @@ def test_class_balanced_subset():
     assert np.array_equal(class_balanced_subset(labels, 0, seed=0), np.arange(1000))
     with pytest.raises(ValueError, match=">= 0"):
         class_balanced_subset(labels, -1, seed=0)
+    with pytest.raises(ValueError, match="only 1,000"):  # never a silent cap
+        class_balanced_subset(labels, 1001, seed=0)
 
 
 def test_real_cifar10(cifar):

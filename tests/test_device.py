@@ -4,25 +4,25 @@ from pathlib import Path
 
 import torch
 
-from sslgeo_lib.augment import augment
-from sslgeo_lib.train import default_device
+from sslgeo_lib.training.augment import augment
+from sslgeo_lib.training.loop import default_device
 
 LIB = Path(__file__).resolve().parents[1] / "sslgeo_lib"
 # The only places allowed to name a device: choosing one, and asking what it supports.
-ALLOWED = {("train.py", "default_device"), ("train.py", "autocast_dtype"), ("train.py", "provenance"),
-           ("config.py", "resolve_preset_name")}
+ALLOWED = {("training/loop.py", "default_device"), ("training/loop.py", "autocast_dtype"),
+           ("provenance.py", "provenance"), ("presets.py", "resolve_preset_name")}
 
 
 def _functions_naming_cuda():
     found = set()
-    for path in LIB.glob("*.py"):
+    for path in LIB.rglob("*.py"):
         current = None
         for line in path.read_text().splitlines():
             m = re.match(r"def (\w+)", line)  # top-level functions
             if m:
                 current = m.group(1)
             if re.search(r"\.cuda\(|[\"']cuda|torch\.cuda\.", line):
-                found.add((path.name, current))
+                found.add((path.relative_to(LIB).as_posix(), current))
     return found
 
 

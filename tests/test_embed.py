@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from sslgeo_lib.augment import PARAM_NAMES
+from sslgeo_lib.training.augment import PARAM_NAMES
 from sslgeo_lib.embed import embed, embed_views, encode, layers
-from sslgeo_lib.models import build_model
+from sslgeo_lib.training.models import build_model
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ def test_intrinsic_dimension_checks_its_arguments():
 # --- Jacobians, alignment, suppression (C3, C4) ---
 
 def test_jacobian_of_a_linear_projector_is_its_weight():
-    from sslgeo_lib.models import Projector
+    from sslgeo_lib.training.models import Projector
 
     proj = Projector(6, 4, 1, 3)
     jac = G.jacobians(proj, rng().standard_normal((5, 6)))
@@ -94,7 +94,7 @@ def test_jacobian_of_a_linear_projector_is_its_weight():
 
 
 def test_jacobian_of_an_mlp_matches_finite_differences():
-    from sslgeo_lib.models import Projector
+    from sslgeo_lib.training.models import Projector
 
     torch.manual_seed(0)
     proj = Projector(5, 7, 3, 2).eval()

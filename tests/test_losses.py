@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslgeo_lib.losses import nt_xent
+from sslgeo_lib.training.losses import nt_xent
 
 
 def slow_nt_xent(z1, z2, tau):

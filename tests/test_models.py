@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sslgeo_lib.models import Projector, build_encoder, build_model, cifar_resnet18, encoder_dim, small_cnn
+from sslgeo_lib.training.models import Projector, build_encoder, build_model, cifar_resnet18, encoder_dim, small_cnn
 
 
 def test_small_cnn_dimension():

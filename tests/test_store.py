@@ -7,7 +7,9 @@ import torch
 
 from sslgeo_lib import store
 from sslgeo_lib.config import RunConfig
-from sslgeo_lib.store import atomic_write, get_or_train, list_runs, load_run, run_id
+from sslgeo_lib.fileio import atomic_write
+from sslgeo_lib.store import list_runs, load_run, run_id
+from sslgeo_lib.sweep import get_or_train
 
 TINY = RunConfig(n_train=256, encoder_width=4, projector_width=16, projector_out=8, epochs=1, batch_size=64,
                  monitor_every=1, strength=0.5)
@@ -21,7 +23,7 @@ def test_a_second_call_never_retrains(cifar, isolated_store, monkeypatch):
     assert json.loads((run.path / "config.json").read_text()) == TINY.to_dict()
     assert run.provenance["packages"]["torch"] == version("torch")
     assert run.provenance["device"] == "cpu" and run.metrics["epoch"] == [1]
-    monkeypatch.setattr("sslgeo_lib.train.train", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr("sslgeo_lib.training.loop.train", lambda *a, **k: pytest.fail("retrained"))
     again = get_or_train(TINY, progress=False)
     assert again.id == run.id and again.metrics == run.metrics
 
@@ -56,7 +58,7 @@ def test_partial_entry_is_reported_and_retrained(cifar, isolated_store):
 
 
 def test_interrupted_training_resumes_from_its_checkpoint(cifar, isolated_store, monkeypatch):
-    from sslgeo_lib.train import train
+    from sslgeo_lib.training.loop import train
 
     cfg = TINY.replace(epochs=2)
     train(cfg, isolated_store / run_id(cfg), progress=False, max_epochs=1)  # a run killed after epoch 1
@@ -67,14 +69,14 @@ def test_interrupted_training_resumes_from_its_checkpoint(cifar, isolated_store,
         calls.append(len(result.metrics["epoch"]))
         return result
 
-    monkeypatch.setattr("sslgeo_lib.train.train", counting)
+    monkeypatch.setattr("sslgeo_lib.training.loop.train", counting)
     with pytest.warns(UserWarning, match="partial \\(no MANIFEST.json\\); resuming from its last checkpoint"):
         run = get_or_train(cfg, progress=False)
     assert calls == [2] and run.metrics["epoch"] == [1, 2]
 
 
 def test_an_unreadable_checkpoint_restarts_training(cifar, tmp_path):
-    from sslgeo_lib.train import train
+    from sslgeo_lib.training.loop import train
 
     cfg = TINY.replace(epochs=2)
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
@@ -87,15 +89,15 @@ def test_run_id_depends_on_config_and_training_code(monkeypatch):
     assert run_id(TINY) == run_id(RunConfig(**TINY.to_dict()))
     assert run_id(TINY) != run_id(TINY.replace(seed=1))
     before = run_id(TINY)
-    monkeypatch.setattr(store, "code_hash", lambda: "changed training code")
+    monkeypatch.setattr(store, "code_hash", lambda modules=None: "changed training code")
     assert run_id(TINY) != before
 
 
 def test_list_runs_marks_stale_code(cifar, isolated_store, monkeypatch):
     run = get_or_train(TINY, progress=False)
     assert [r["status"] for r in list_runs()] == ["ok"]
-    monkeypatch.setattr(store, "code_hash", lambda: "newer code")
-    assert list_runs()[0]["status"] == "ok, stale code" and list_runs()[0]["id"] == run.id
+    monkeypatch.setattr(store, "code_hash", lambda modules=None: "newer code")
+    assert list_runs()[0]["status"] == "ok, stale code or data" and list_runs()[0]["id"] == run.id
     assert store.clean(stale_only=True) == [run.id] and list_runs() == []
 
 
@@ -120,7 +122,7 @@ def test_cached_arrays_are_reused_and_keyed_by_settings(cifar, isolated_store):
         calls.append(1)
         return {"a": np.arange(3.0)}
 
-    first = run.cached("thing", {"k": 1}, compute)
-    second = run.cached("thing", {"k": 1}, compute)
-    run.cached("thing", {"k": 2}, compute)
+    first = run.cached("thing", {"k": 1}, compute, ("embed.py",))
+    second = run.cached("thing", {"k": 1}, compute, ("embed.py",))
+    run.cached("thing", {"k": 2}, compute, ("embed.py",))
     assert len(calls) == 2 and np.array_equal(first["a"], second["a"])

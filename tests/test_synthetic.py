@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.optimize import minimize_scalar
 
-from sslgeo_lib.losses import info_nce_euclidean
+from sslgeo_lib.training.losses import info_nce_euclidean
 from sslgeo_lib.synthetic import (LinearProblem, ToyManifold, column_gains, push_forward, relative_gains,
                                   train_linear)
 

@@ -1,13 +1,14 @@
 """The SimCLR augmentation policy with one strength knob `s`, batched, on any device.
 
 Policy at strength s (CLAIMS.md; Chen et al. 2020, App. A):
-  random-resized-crop with area fraction in [a(s), 1], a(s) = max(0.08, 1 - 0.92 s), log-uniform aspect
-  ratio in [3/4, 4/3], resized back to the input size (bilinear);
-  horizontal flip with p = 0.5 (s > 0);
+  random-resized-crop with area fraction in [a(s), 1], a(s) = max(0.08, 1 - 0.92 s), log aspect ratio
+  uniform in [-log(4/3) min(s, 1), +log(4/3) min(s, 1)], resized back to the input size (bilinear);
+  horizontal flip with p = 0.5 min(s, 1);
   colour jitter with p = 0.8: brightness, contrast, saturation factors in [max(0, 1 - 0.8 s), 1 + 0.8 s],
   hue shift in [-min(0.2 s, 0.5), min(0.2 s, 0.5)], applied in that fixed order;
   grayscale with p = 0.2 min(s, 1).
-s = 0 is the identity, bit for bit.
+s = 0 is the identity, bit for bit; every range and probability is monotone in s, and at s >= 1 the
+geometric part and the probabilities are SimCLR's (knob v2 of CLAIMS.md).
 
 Every op works on a whole batch at once with per-sample parameters (one `grid_sample` does crop, resize
 and flip together); the ops follow torchvision's functional definitions on float images in [0, 1].
@@ -35,8 +36,8 @@ def policy(strength: float) -> dict[str, float]:
         raise ValueError(f"strength must be a finite number >= 0, got {strength!r}")
     return {
         "min_area": max(0.08, 1.0 - 0.92 * s),
-        "log_aspect": math.log(4 / 3) if s > 0 else 0.0,  # aspect ratio in [3/4, 4/3], log-uniform
-        "flip_p": 0.5 if s > 0 else 0.0,
+        "log_aspect": math.log(4 / 3) * min(s, 1.0),  # aspect ratio in [3/4, 4/3] at s >= 1, log-uniform
+        "flip_p": 0.5 * min(s, 1.0),
         "jitter_p": 0.8 if s > 0 else 0.0,
         "bcs": 0.8 * s,  # brightness/contrast/saturation magnitude
         "hue": min(0.2 * s, 0.5),

@@ -1,44 +1,57 @@
 """SimCLR training of one RunConfig: seeded, resumable, bf16 + channels_last where the hardware has them.
 
-Every random draw of epoch e comes from a generator seeded by (seed, e), and a checkpoint is written
+Every random draw of epoch e comes from a generator seeded by (seed, e), the model is initialised inside a
+forked RNG (the caller's global torch/numpy state is left untouched), and a checkpoint is written
 atomically after every epoch, so a run killed at any point resumes to the same weights it would have had.
 """
 from __future__ import annotations
 
 import math
 import pickle
-import platform
-import subprocess
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from sslgeo_lib.augment import augment
-from sslgeo_lib.config import RunConfig
-from sslgeo_lib.data import class_balanced_subset, load_dataset
-from sslgeo_lib.losses import nt_xent
-from sslgeo_lib.models import SSLModel, build_model
+from sslgeo_lib.fileio import atomic_write
+from sslgeo_lib.training.augment import augment
+from sslgeo_lib.training.losses import nt_xent
+from sslgeo_lib.training.models import SSLModel, build_model
+from sslgeo_lib.training.subset import class_balanced_subset
 
-MONITOR_BANK = 2000  # training images in the kNN bank of the training-curve monitor
-MONITOR_QUERIES = 1000  # test images it classifies
+
+# CPU kernels reduce in an order that depends on the intra-op thread count, so weights do too: training always
+# uses this many threads (restored afterwards), which makes a run reproducible on any machine with the same build
+# and a resume identical to an uninterrupted run. 2 = the cores of the reference machine and of CI.
+TRAINING_THREADS = 2
+
+
+@contextmanager
+def training_threads(device: torch.device):
+    """Run the block with TRAINING_THREADS intra-op threads on the CPU (GPU kernels do not depend on it)."""
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(TRAINING_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
 class TrainResult:
     model: SSLModel
     metrics: dict
-    provenance: dict
-
-
-def set_seed(seed: int) -> None:
-    """Seed torch and numpy (the one place seeds are set globally)."""
-    torch.manual_seed(seed)
-    np.random.seed(seed)
+    device: torch.device
+    dtype: torch.dtype | None
+    channels_last: bool
+    threads: int  # intra-op threads the run trained with
 
 
 def default_device() -> torch.device:
@@ -54,16 +67,6 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """bf16 when asked for or ('auto') when the device supports it natively; None means fp32."""
     if precision == "fp32":
@@ -74,22 +77,27 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     return None
 
 
-def new_model(cfg: RunConfig) -> SSLModel:
-    set_seed(cfg.seed)
-    return build_model(cfg.encoder, cfg.encoder_width, cfg.projector_width, cfg.projector_depth,
-                       cfg.projector_out)
+def new_model(cfg) -> SSLModel:
+    """The model of `cfg`, initialised from `cfg.seed` without touching the global RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return build_model(cfg.encoder, cfg.encoder_width, cfg.projector_width, cfg.projector_depth,
+                           cfg.projector_out)
 
 
-def lr_at(cfg: RunConfig, step: int, total: int) -> float:
+def lr_at(cfg, step: int, total: int) -> float:
     """SGD learning rate: linear scaling with batch size, cosine decay to 0 over `total` steps, no warm-up."""
     return cfg.lr * cfg.batch_size / 256 * 0.5 * (1 + math.cos(math.pi * step / total))
 
 
-def _epoch_generator(cfg: RunConfig, epoch: int, device: torch.device) -> torch.Generator:
+def _epoch_generator(cfg, epoch: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + epoch)
 
 
-def training_images(cfg: RunConfig) -> np.ndarray:
+def training_images(cfg) -> np.ndarray:
+    """The run's class-balanced training subset, uint8 (N, 3, H, W)."""
+    from sslgeo_lib.data import load_dataset
+
     data = load_dataset(cfg.dataset)
     return data.x_train[class_balanced_subset(data.y_train, cfg.n_train, cfg.subset_seed)]
 
@@ -111,18 +119,8 @@ def train_step(model, opt, x_u8, cfg, gen, dtype, channels_last) -> torch.Tensor
     return loss.detach()
 
 
-def monitor_accuracy(model: SSLModel, cfg: RunConfig, device) -> float:
-    """kNN (k = 20, cosine) accuracy of h on MONITOR_QUERIES test images against MONITOR_BANK train images."""
-    from sslgeo_lib.embed import encode
-    from sslgeo_lib.probes import knn_accuracy
-
-    data = load_dataset(cfg.dataset)
-    bank = class_balanced_subset(data.y_train, min(MONITOR_BANK, cfg.n_train or MONITOR_BANK), cfg.subset_seed)
-    queries = class_balanced_subset(data.y_test, MONITOR_QUERIES, 0)
-    h_bank = encode(model.encoder, data.x_train[bank], device=device)
-    h_query = encode(model.encoder, data.x_test[queries], device=device)
-    model.train()
-    return knn_accuracy(h_bank, data.y_train[bank], h_query, data.y_test[queries])
+def _empty_metrics() -> dict:
+    return {"epoch": [], "loss": [], "epoch_seconds": [], "knn_epoch": [], "knn": []}
 
 
 def _load_checkpoint(path: Path, model, opt):
@@ -141,19 +139,30 @@ def _load_checkpoint(path: Path, model, opt):
 
 
 def _save_checkpoint(path: Path, model, opt, epoch: int, metrics: dict) -> None:
-    from sslgeo_lib.store import atomic_write
-
     state = {"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "metrics": metrics}
     atomic_write(path, lambda f: torch.save(state, f))
 
 
-def train(cfg: RunConfig, workdir: Path, progress: bool = True, device=None,
-          max_epochs: int | None = None) -> TrainResult:
+def _monitor_due(cfg, epoch: int) -> bool:
+    return epoch == cfg.epochs or bool(cfg.monitor_every and epoch % cfg.monitor_every == 0)
+
+
+def train(cfg, workdir: Path, progress: bool = True, device=None, max_epochs: int | None = None,
+          monitor: Callable | None = None) -> TrainResult:
+    """Train `cfg` (see `_train`) with the fixed training thread count."""
+    device = torch.device(device) if device is not None else default_device()
+    with training_threads(device):
+        return _train(cfg, workdir, progress, device, max_epochs, monitor)
+
+
+def _train(cfg, workdir: Path, progress: bool, device: torch.device, max_epochs: int | None,
+           monitor: Callable | None) -> TrainResult:
     """Train `cfg`, checkpointing into `workdir` every epoch and resuming from its checkpoint.
 
-    `max_epochs` stops after that many epochs in total (the checkpoint stays; a later call resumes).
+    `monitor(model, device) -> float`, if given, is called after the epochs `cfg.monitor_every` names and the
+    last one (its values go to metrics["knn"]; it must not change the model). `max_epochs` stops after that
+    many epochs in total (the checkpoint stays; a later call resumes).
     """
-    device = torch.device(device) if device is not None else default_device()
     dtype = autocast_dtype(device, cfg.precision)
     channels_last = dtype is not None
     x_all = torch.from_numpy(training_images(cfg)).to(device)  # uint8 (N, 3, 32, 32), resident
@@ -185,42 +194,13 @@ def train(cfg: RunConfig, workdir: Path, progress: bool = True, device=None,
         metrics["loss"].append(loss)
         metrics["epoch_seconds"].append(seconds)
         bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{steps_per_epoch * cfg.batch_size / seconds:,.0f}")
-        if epoch + 1 == cfg.epochs or (cfg.monitor_every and (epoch + 1) % cfg.monitor_every == 0):
+        if monitor is not None and _monitor_due(cfg, epoch + 1):
             metrics["knn_epoch"].append(epoch + 1)
-            metrics["knn_acc"].append(monitor_accuracy(model, cfg, device))
+            metrics["knn"].append(monitor(model, device))
+            model.train()
         _save_checkpoint(ckpt, model, opt, epoch + 1, metrics)
     bar.close()
     train_seconds = sum(metrics["epoch_seconds"])
     metrics["images_per_s"] = steps_per_epoch * cfg.batch_size * len(metrics["epoch"]) / max(train_seconds, 1e-9)
     metrics["train_seconds"] = train_seconds
-    return TrainResult(model.eval(), metrics, provenance(device, dtype, channels_last))
-
-
-def _empty_metrics() -> dict:
-    return {"epoch": [], "loss": [], "epoch_seconds": [], "knn_epoch": [], "knn_acc": []}
-
-
-def provenance(device: torch.device, dtype, channels_last: bool) -> dict:
-    """Where and with what a run was made: git SHA, package versions, device, numeric settings."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    def ver(pkg):
-        try:
-            return version(pkg)
-        except PackageNotFoundError:
-            return None
-
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                             timeout=10).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "sslgeo_lib"], cwd=repo,
-                                    capture_output=True, text=True, timeout=10).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        sha, dirty = None, None
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    return {"git_sha": sha, "git_dirty": dirty, "python": platform.python_version(),
-            "packages": {p: ver(p) for p in ("torch", "torchvision", "numpy", "scikit-learn", "safetensors")},
-            "device": str(device), "device_name": name, "precision": "bf16" if dtype else "fp32",
-            "channels_last": channels_last, "threads": torch.get_num_threads(),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return TrainResult(model.eval(), metrics, device, dtype, channels_last, torch.get_num_threads())

@@ -1,0 +1,225 @@
+"""Per-run measurements of every claim, as tidy tables over a sweep.
+
+Each `*_table(runs, ev)` computes one row per run x layer x setting (columns `strength` and `seed` always
+present), caching each run's rows in its store entry keyed by the settings used and the code of
+MEASURE_CODE, so editing plots, glue, verdicts or a notebook recomputes nothing. Evaluation draws (test
+subset, anchors, views, probe splits) are seeded by each run's own seed. Verdicts live in `claims`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sslgeo_lib import geometry, probes
+from sslgeo_lib.config import EvalSettings
+from sslgeo_lib.data import load_dataset
+from sslgeo_lib.embed import FEATURE_CODE, clean_features, view_features
+from sslgeo_lib.store import Run
+from sslgeo_lib.training.augment import BINARY_PARAMS, PARAM_NAMES
+
+MEASURE_CODE = (*FEATURE_CODE, "measures.py", "geometry.py", "probes.py")
+EVAL_LABELS = {"train": "s_eval = s_train", "fixed": "s_eval = 1"}  # C2's two evaluation strengths
+
+
+def _sizes(run: Run, ev: EvalSettings) -> tuple[int, int, int]:
+    """(n_test, n_anchor, n_id) resolved against the run's test set (0 = all)."""
+    n_all = len(load_dataset(run.config.dataset).y_test)
+    return ev.test_size(n_all), ev.anchor_size(n_all), ev.id_size(n_all)
+
+
+def _table(runs: list[Run], name: str, ev: EvalSettings, fields: tuple[str, ...], rows_of) -> pd.DataFrame:
+    """Concatenate each run's cached rows (`rows_of(run) -> list of dicts`) with its strength and seed."""
+    settings = {f: getattr(ev, f) for f in fields}
+    out = []
+    for run in runs:
+        rows = run.cached(name, settings, lambda run=run: rows_of(run), MEASURE_CODE)
+        out += [{"strength": run.config.strength, "seed": run.config.seed, **r} for r in rows]
+    return pd.DataFrame(out)
+
+
+def layer_names(features: dict) -> list[str]:
+    """Layers in network order: h, hidden1, ..., z."""
+    hidden = sorted((k for k in features if k.startswith("hidden")), key=lambda k: int(k[len("hidden"):]))
+    return ["h", *hidden, "z"]
+
+
+# --- C2 ------------------------------------------------------------------------------------------
+
+def invariance_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
+    """Invariance I and mean view cosine of h and z, at s_eval = s_train (eval "train") and at the fixed
+    s_eval = ev.eval_strength (eval "fixed"). Columns: strength, seed, eval, layer, invariance, v_aug, v_tot,
+    cosine."""
+    def rows_of(run):
+        n_test = _sizes(run, ev)[0]
+        rows = []
+        for label, s_eval in (("train", run.config.strength), ("fixed", ev.eval_strength)):
+            views = view_features(run, n_test, s_eval, ev.n_views)
+            rows += [{"eval": label, "layer": layer, **geometry.invariance(views[layer]),
+                      "cosine": geometry.view_cosine(views[layer])} for layer in ("h", "z")]
+        return rows
+
+    return _table(runs, "invariance", ev, ("n_test", "n_views", "eval_strength"), rows_of)
+
+
+def layer_difference(df: pd.DataFrame, value: str, keys=(), a: str = "z", b: str = "h") -> pd.DataFrame:
+    """Per run, value(layer a) - value(layer b): columns strength, seed, *keys, `value`."""
+    idx = ["strength", "seed", *keys]
+    wide = df.pivot_table(index=idx, columns="layer", values=value).reset_index()
+    wide[value] = wide[a] - wide[b]
+    return wide[idx + [value]]
+
+
+# --- C1 ------------------------------------------------------------------------------------------
+
+def transfer_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
+    """Linear-probe and kNN accuracy of every layer (h, projector hidden layers, z), fitted on the run's own
+    training subset and scored on its held-out test subset. Columns: strength, seed, layer, depth (0 = h,
+    ..., last = z), linear, knn, C (the probe's chosen inverse regularisation)."""
+    def rows_of(run):
+        seed = run.config.seed
+        train, test = clean_features(run, "train", 0), clean_features(run, "test", _sizes(run, ev)[0])
+        rows = []
+        for depth, layer in enumerate(layer_names(train)):
+            lin = probes.linear_probe(train[layer], train["y"], test[layer], test["y"], ev.probe_c_grid,
+                                      ev.probe_val_fraction, seed)
+            knn = probes.knn_accuracy(train[layer], train["y"], test[layer], test["y"], ev.knn_k)
+            rows.append({"layer": layer, "depth": depth, "linear": lin["accuracy"], "knn": knn, "C": lin["C"]})
+        return rows
+
+    return _table(runs, "transfer", ev, ("n_test", "knn_k", "probe_c_grid", "probe_val_fraction"), rows_of)
+
+
+# --- C3 ------------------------------------------------------------------------------------------
+
+def dimension_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
+    """Dimension of clean test features of h and z: effective rank, participation ratio, PCA dimensions at
+    90% and 99%, intrinsic dimension (TwoNN, MLE, lPCA) at the same n_id points for both; and (layer "J") the
+    mean effective rank of the projector Jacobian at the anchors. Columns: strength, seed, layer, measure,
+    value."""
+    def rows_of(run):
+        n_test, n_anchor, n_id = _sizes(run, ev)
+        test = clean_features(run, "test", n_test)
+        rows = []
+        for layer in ("h", "z"):
+            x = test[layer]
+            values = {"effective rank": geometry.effective_rank(x),
+                      "participation ratio": geometry.participation_ratio(x),
+                      "PCA dim 90%": geometry.pca_dimension(x, 0.9), "PCA dim 99%": geometry.pca_dimension(x, 0.99),
+                      **{f"ID {e}": geometry.intrinsic_dimension(x, n_id, e, run.config.seed)
+                         for e in geometry.ID_ESTIMATORS}}
+            rows += [{"layer": layer, "measure": k, "value": float(v)} for k, v in values.items()]
+        jac = geometry.jacobians(run.model().projector, clean_features(run, "test", n_anchor)["h"])
+        rows.append({"layer": "J", "measure": "effective rank",
+                     "value": float(geometry.jacobian_effective_rank(jac).mean())})
+        return rows
+
+    return _table(runs, "dimension", ev, ("n_test", "n_anchor", "n_id"), rows_of)
+
+
+def erank_ratio(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run: erank of h, z and J, the ratio erank(z) / erank(h) and its log (C3's primary statistic)."""
+    er = df[df["measure"] == "effective rank"]
+    wide = er.pivot_table(index=["strength", "seed"], columns="layer", values="value").reset_index()
+    wide.columns.name = None
+    wide["ratio"] = wide["z"] / wide["h"]
+    wide["log_ratio"] = np.log(wide["ratio"])
+    return wide
+
+
+def spectra(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
+    """Normalised singular-value spectra (s_i / s_1) of clean test features of h and z, per run.
+    Columns: strength, seed, layer, index (1-based), value."""
+    def rows_of(run):
+        test = clean_features(run, "test", _sizes(run, ev)[0])
+        rows = []
+        for layer in ("h", "z"):
+            sv = geometry.singular_values(test[layer])
+            rows += [{"layer": layer, "index": i + 1, "value": float(v)} for i, v in enumerate(sv / sv[0])]
+        return rows
+
+    return _table(runs, "spectra", ev, ("n_test",), rows_of)
+
+
+# --- C5 ------------------------------------------------------------------------------------------
+
+def retention_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
+    """How well each augmentation parameter is recovered from r(t(x)) - r(x), r in {h, z}, for views at the
+    fixed s_eval (the same task for every run): held-out R^2 (continuous) or accuracy (binary).
+    Columns: strength, seed, layer, parameter, kind ("R2" | "accuracy"), value."""
+    def rows_of(run):
+        n_test = _sizes(run, ev)[0]
+        clean = clean_features(run, "test", n_test)
+        views = view_features(run, n_test, ev.eval_strength, ev.n_views)
+        params = {p: views[f"param_{p}"] for p in PARAM_NAMES}
+        rows = []
+        for layer in ("h", "z"):
+            scores = probes.parameter_retention(clean[layer], views[layer], params, ev.retention_test_fraction,
+                                                run.config.seed)
+            rows += [{"layer": layer, "parameter": p, "kind": "accuracy" if p in BINARY_PARAMS else "R2",
+                      "value": v} for p, v in scores.items()]
+        return rows
+
+    return _table(runs, "retention", ev, ("n_test", "n_views", "eval_strength", "retention_test_fraction"),
+                  rows_of)
+
+
+def retention_scores(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run and layer, `retention` = mean held-out R^2 over the continuous parameters."""
+    r2 = df[df["kind"] == "R2"]
+    return r2.groupby(["strength", "seed", "layer"], as_index=False)["value"].mean().rename(
+        columns={"value": "retention"})
+
+
+# --- C4 ------------------------------------------------------------------------------------------
+
+R_MODES = ("erank", "d", "2d")  # r = rounded effective rank of J (primary), and the sensitivity rows r = d, 2d
+
+
+def tangent_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
+    """C4 at the anchors, one row per run x d_mode ("fixed": d = ev.tangent_d; "local": d = the neighbourhood's
+    lPCA dimension) x r_mode (R_MODES). T_i = top-d PCA of the tangent_k nearest clean training features of
+    h_i; A_i = top-r right singular vectors of J(h_i). Columns (means over anchors): alpha (alpha(A_i, T_i)),
+    alpha_other (alpha(A_i, T_j), j a random other anchor), locality_gap (their difference, the v2 primary),
+    alpha_global (global top-d PCA, v1's foil), alpha_random (max(r, d) / D), d, r; rho_data (the
+    augmentation directions U_i against the data directions T_i, v2), rho_random (against random directions
+    of R^D, v1) and rho_normalized (v1, through z / ||z||)."""
+    def rows_of(run):
+        return _tangent_rows(run, ev)
+
+    return _table(runs, "tangent", ev, ("n_test", "n_anchor", "n_views", "tangent_k", "tangent_d",
+                                        "small_strength", "aug_dims"), rows_of)
+
+
+def _tangent_rows(run: Run, ev: EvalSettings) -> list[dict]:
+    n_anchor = _sizes(run, ev)[1]
+    clean = clean_features(run, "test", n_anchor)
+    anchors, bank = clean["h"], clean_features(run, "train", 0)["h"]
+    views = view_features(run, n_anchor, ev.small_strength, ev.n_views)["h"]  # the same anchor images
+    jac = geometry.jacobians(run.model().projector, anchors)
+    jac_normalized = geometry.normalized_jacobians(jac, clean["z"])
+    erank = np.maximum(1, np.rint(geometry.jacobian_effective_rank(jac))).astype(int)
+    nbrs = geometry.neighbours(anchors, bank, ev.tangent_k)
+    dim, rng = anchors.shape[1], np.random.default_rng(run.config.seed)
+    right = np.linalg.svd(jac.astype(np.float64))[2]  # (A, D, D): rows are right singular vectors
+    global_pca = geometry.local_pca(bank, dim)
+    aug = [geometry.augmentation_directions(views[i], ev.aug_dims) for i in range(len(anchors))]
+    local_d = [geometry.local_dimension(bank[nbrs[i]]) for i in range(len(anchors))]
+    rows = []
+    for d_mode in ("fixed", "local"):
+        ds = [ev.tangent_d] * len(anchors) if d_mode == "fixed" else local_d
+        tangents = [geometry.local_pca(bank[nbrs[i]], ds[i]) for i in range(len(anchors))]
+        rho_data = np.mean([geometry.suppression_vs_data(jac[i], aug[i], tangents[i]) for i in range(len(anchors))])
+        for r_mode in R_MODES:
+            rs = {"erank": erank, "d": np.array(ds), "2d": 2 * np.array(ds)}[r_mode].clip(1, min(jac.shape[1:]))
+            kept = [right[i, :rs[i]].T for i in range(len(anchors))]
+            gap = geometry.locality_gap(kept, tangents, rng)
+            alpha = np.array([geometry.alignment(tangents[i], kept[i]) for i in range(len(anchors))])
+            rows.append({"d_mode": d_mode, "r_mode": r_mode, "alpha": float(alpha.mean()),
+                         "alpha_other": float((alpha - gap).mean()), "locality_gap": float(gap.mean()),
+                         "alpha_global": float(np.mean([geometry.alignment(global_pca[:, :ds[i]], kept[i])
+                                                        for i in range(len(anchors))])),
+                         "alpha_random": float(np.mean(np.maximum(rs, ds) / dim)),
+                         "d": float(np.mean(ds)), "r": float(np.mean(rs)), "rho_data": float(rho_data)})
+    rho_random = np.mean([geometry.suppression(jac[i], aug[i]) for i in range(len(anchors))])
+    rho_normalized = np.mean([geometry.suppression(jac_normalized[i], aug[i]) for i in range(len(anchors))])
+    return [{**row, "rho_random": float(rho_random), "rho_normalized": float(rho_normalized)} for row in rows]

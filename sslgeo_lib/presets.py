@@ -1,0 +1,149 @@
+"""Named presets (a sweep of RunConfigs plus EvalSettings) and the one function notebooks pass parameters to.
+
+`make_preset(preset, **parameters)` accepts every notebook parameter: `strengths` and `seeds` (the sweep),
+any RunConfig field (training) and any EvalSettings field (evaluation); None keeps the preset's value. Values
+may be Python literals as text (papermill's `-p` passes lists as text). A wrong name, type or range fails
+at once with a message naming the parameter and what it accepts.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+from sslgeo_lib.config import EvalSettings, RunConfig, field_types
+from sslgeo_lib.training.augment import policy
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A sweep (strengths x seeds around a base RunConfig) and how its runs are evaluated."""
+
+    name: str
+    base: RunConfig
+    strengths: tuple[float, ...]
+    seeds: tuple[int, ...]
+    eval: EvalSettings = field(default_factory=EvalSettings)
+
+    def configs(self) -> list[RunConfig]:
+        """The sweep, strengths outer and seeds inner."""
+        return [self.base.replace(strength=s, seed=k) for s in self.strengths for k in self.seeds]
+
+
+PRESETS = {
+    # The whole book in minutes, for tests and CI: verdicts come out "inconclusive" (one seed).
+    "smoke": Preset("smoke", RunConfig(n_train=1000, encoder_width=8, projector_width=128, projector_out=32,
+                                       epochs=1, batch_size=128, monitor_every=1),
+                    strengths=(0.0, 1.0), seeds=(0,),
+                    eval=EvalSettings(n_test=500, n_views=4, n_anchor=40, n_id=0, tangent_k=20)),
+    # Meaningful verdicts on a 2-core CPU; sizes calibrated in the README and the methods chapter.
+    "cpu": Preset("cpu", RunConfig(), strengths=(0.0, 0.25, 0.5, 1.0, 1.5), seeds=(0, 1, 2)),
+    # Paper scale on one GPU.
+    "gpu": Preset("gpu", RunConfig(n_train=0, encoder="resnet18", epochs=200, batch_size=512, monitor_every=20),
+                  strengths=(0.0, 0.25, 0.5, 0.75, 1.0, 1.5), seeds=(0, 1, 2),
+                  eval=EvalSettings(n_test=10_000, n_anchor=500)),
+}
+SWEEP_PARAMETERS = ("strengths", "seeds")
+
+
+def resolve_preset_name(name: str = "auto") -> str:
+    """'auto' means $SSLGEO_PRESET if set, else 'gpu' when CUDA is available, else 'cpu'."""
+    if name == "auto":
+        name = os.environ.get("SSLGEO_PRESET", "")
+        if not name:
+            import torch
+
+            name = "gpu" if torch.cuda.is_available() else "cpu"
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; accepted: auto, {', '.join(PRESETS)}")
+    return name
+
+
+def parse_literal(name: str, value, kind: type, text: bool = True):
+    """Accept a value of `kind`, or (if `text`) its Python-literal string: papermill's -p passes lists as text."""
+    if text and isinstance(value, str) and kind is not str:
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"parameter {name}={value!r} is not a Python literal of type {kind.__name__}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind in (list, tuple) and isinstance(value, (list, tuple)):
+        value = kind(value)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise TypeError(f"parameter {name} must be {kind.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def parameter_names() -> list[str]:
+    """Every parameter `make_preset` accepts besides `preset`."""
+    return [*SWEEP_PARAMETERS, *field_types(RunConfig), *field_types(EvalSettings)]
+
+
+def _sweep_changes(strengths, seeds) -> dict:
+    changes = {}
+    if strengths is not None:
+        changes["strengths"] = tuple(float(parse_literal(f"strengths[{i}]", s, float, text=False))
+                                     for i, s in enumerate(parse_literal("strengths", strengths, list)))
+        for s in changes["strengths"]:
+            policy(s)
+    if seeds is not None:
+        changes["seeds"] = tuple(parse_literal(f"seeds[{i}]", s, int, text=False)
+                                 for i, s in enumerate(parse_literal("seeds", seeds, list)))
+        if any(k < 0 for k in changes["seeds"]):
+            raise ValueError(f"seeds must be >= 0, got {list(changes['seeds'])}")
+    if changes.get("strengths") == () or changes.get("seeds") == ():
+        raise ValueError("a sweep needs at least one strength and one seed")
+    return changes
+
+
+def make_preset(preset: str = "auto", strengths=None, seeds=None, **parameters) -> Preset:
+    """The named preset with notebook parameters applied (None keeps the preset's value); see the module doc."""
+    p = PRESETS[resolve_preset_name(preset)]
+    run_types, eval_types = field_types(RunConfig), field_types(EvalSettings)
+    run, evals = {}, {}
+    for key, value in parameters.items():
+        if key not in run_types and key not in eval_types:
+            raise KeyError(f"unknown parameter {key!r}; accepted: preset, {', '.join(parameter_names())}")
+        if value is not None:
+            (run if key in run_types else evals)[key] = parse_literal(key, value, (run_types | eval_types)[key])
+    try:
+        return dataclasses.replace(p, base=p.base.replace(**run), eval=p.eval.replace(**evals),
+                                   **_sweep_changes(strengths, seeds))
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"bad notebook parameter: {exc}") from None
+
+
+@dataclass(frozen=True)
+class TheorySettings:
+    """The C7 toys' sweep: the same on every preset except smoke, which runs fewer points (one seed)."""
+
+    strengths: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)   # noise scales s of the linear problem
+    toy_strengths: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)  # group-action strengths of the toy manifold
+    seeds: tuple[int, ...] = (0, 1, 2)                     # initialisation and sample seeds
+    n_dims: int = 12                                       # dimension of the linear problem's data
+    steps: int = 1000                                      # optimisation steps of the linear maps
+
+
+THEORY = {"smoke": TheorySettings(strengths=(0.5, 2.0), toy_strengths=(0.0, 1.0), seeds=(0,))}
+
+
+def theory_settings(preset: str = "auto", **parameters) -> TheorySettings:
+    """The C7 notebook's parameters over the preset's TheorySettings (None keeps the preset's value)."""
+    base = THEORY.get(resolve_preset_name(preset), TheorySettings())
+    types = {f.name: (tuple if f.type.startswith("tuple") else int) for f in dataclasses.fields(TheorySettings)}
+    changes = {}
+    for key, value in parameters.items():
+        if key not in types:
+            raise KeyError(f"unknown parameter {key!r}; accepted: preset, {', '.join(types)}")
+        if value is not None:
+            value = parse_literal(key, value, list if types[key] is tuple else int)
+            changes[key] = tuple(float(v) for v in value) if key.endswith("strengths") else (
+                tuple(int(v) for v in value) if key == "seeds" else value)
+    out = dataclasses.replace(base, **changes)
+    if min(out.n_dims, out.steps) < 1 or not out.strengths or not out.seeds:
+        raise ValueError(f"bad notebook parameter: n_dims and steps must be >= 1 and the sweeps non-empty, got {out}")
+    for s in out.strengths + out.toy_strengths:
+        policy(s)
+    return out

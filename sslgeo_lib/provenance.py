@@ -1,0 +1,53 @@
+"""Where and with what a run was made: git SHA, package versions, device, numeric settings, wall time."""
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "safetensors")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(pkg: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return None
+
+
+def _git_state() -> tuple[str | None, bool | None]:
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                             timeout=10).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "sslgeo_lib"], cwd=repo,
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return sha, dirty
+
+
+def provenance(device: torch.device, dtype, channels_last: bool, threads: int) -> dict:
+    """A JSON-able record of the code, packages, device and numeric settings a run was made with."""
+    sha, dirty = _git_state()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return {"git_sha": sha, "git_dirty": dirty, "python": platform.python_version(),
+            "packages": {p: _version(p) for p in PACKAGES},
+            "device": str(device), "device_name": name, "precision": "bf16" if dtype else "fp32",
+            "channels_last": channels_last, "threads": threads,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

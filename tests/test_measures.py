@@ -1,0 +1,77 @@
+"""The per-run measurement tables on a tiny two-seed sweep: shapes, ranges and exact values where known."""
+import numpy as np
+import pytest
+
+from sslgeo_lib import measures
+from sslgeo_lib.presets import make_preset
+from sslgeo_lib.sweep import run_table, sweep, training_curves
+
+
+@pytest.fixture(scope="module")
+def setup(cifar):
+    p = make_preset("smoke", seeds="[0, 1]", n_test="200", n_anchor="20")
+    return p.eval, sweep(p, progress=False), p
+
+
+def test_invariance_table(setup):
+    ev, runs, _ = setup
+    df = measures.invariance_table(runs, ev)
+    assert len(df) == len(runs) * 2 * 2 and set(df["eval"]) == {"train", "fixed"}
+    identity = df[(df.strength == 0) & (df["eval"] == "train")]
+    np.testing.assert_allclose(identity["invariance"], 1.0)  # s = 0 views are the image itself
+    np.testing.assert_allclose(identity["cosine"], 1.0)
+    assert (df["invariance"] <= 1 + 1e-12).all()
+
+
+def test_evaluation_draws_follow_the_run_seed(setup):
+    from sslgeo_lib.embed import clean_features
+
+    _, runs, _ = setup
+    a, b = (clean_features(r, "test", 200)["index"] for r in runs[:2])  # seeds 0 and 1, same strength
+    assert len(a) == len(b) == 200 and not np.array_equal(a, b)
+
+
+def test_transfer_table(setup):
+    ev, runs, _ = setup
+    df = measures.transfer_table(runs, ev)
+    assert list(df[df.seed == 0].drop_duplicates("layer")["layer"]) == ["h", "hidden1", "z"]
+    assert df[["linear", "knn"]].stack().between(0, 1).all()
+    assert df["linear"].mean() > 0.15  # better than chance (0.1) even after one epoch
+    assert set(df["C"]) <= set(ev.probe_c_grid)
+
+
+def test_dimension_table(setup):
+    ev, runs, p = setup
+    df = measures.dimension_table(runs, ev.replace(n_id=150))
+    er = df[df.measure == "effective rank"]
+    dims = {"h": 8 * p.base.encoder_width, "z": p.base.projector_out, "J": p.base.projector_out}
+    assert all(1 <= row.value <= dims[row.layer] for row in er.itertuples())
+    assert set(df[df.layer == "J"]["measure"]) == {"effective rank"}
+    ratio = measures.erank_ratio(df)
+    np.testing.assert_allclose(np.exp(ratio["log_ratio"]), ratio["z"] / ratio["h"])
+
+
+def test_tangent_table(setup):
+    ev, runs, _ = setup
+    df = measures.tangent_table(runs, ev.replace(tangent_d=4))
+    assert len(df) == len(runs) * 2 * len(measures.R_MODES)
+    assert df[["alpha", "alpha_other", "alpha_global", "alpha_random"]].stack().between(0, 1 + 1e-9).all()
+    np.testing.assert_allclose(df["locality_gap"], df["alpha"] - df["alpha_other"], atol=1e-12)
+    fixed = df[df.d_mode == "fixed"]
+    assert (fixed["d"] == 4).all() and (fixed[fixed.r_mode == "d"]["r"] == 4).all()
+    assert (df[["rho_data", "rho_random", "rho_normalized"]] > 0).all().all()
+
+
+def test_retention_table(setup):
+    ev, runs, _ = setup
+    df = measures.retention_table(runs, ev)
+    assert len(df) == len(runs) * 2 * 11
+    assert df[df.kind == "accuracy"]["value"].dropna().between(0, 1).all()
+
+
+def test_run_table_and_curves(setup):
+    _, runs, _ = setup
+    table = run_table(runs)
+    assert len(table) == 4 and (table["images/s"] > 0).all()
+    loss, knn = training_curves(runs)
+    assert set(loss.columns) == {"strength", "seed", "epoch", "loss"} and len(knn) == 4
