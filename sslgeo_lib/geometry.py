@@ -1,5 +1,6 @@
 """Geometry of feature spaces: invariance (C2), dimension (C3), tangent planes and the projector's
-kept subspace (C4). Pure functions of arrays, float64 inside; shapes in each docstring.
+kept subspace (C4: v2's locality gap and data-matched suppression, v1's alignment and suppression against
+random directions). Pure functions of arrays, float64 inside; shapes in each docstring.
 Intrinsic dimension comes from scikit-dimension (Bac et al. 2021), not re-implemented here.
 """
 from __future__ import annotations
@@ -18,17 +19,23 @@ def _unit(x: np.ndarray) -> np.ndarray:
 # --- invariance (C2) ---------------------------------------------------------------------------
 
 def invariance(views: np.ndarray) -> dict[str, float]:
-    """Augmentation invariance of L2-normalised features (CLAIMS.md, C2).
+    """Augmentation invariance of L2-normalised features, unbiased for the number of views (CLAIMS.md, C2).
 
-    views: (N, K, d), K views of each of N images. With r the unit-normalised features,
-    V_aug = mean_i mean_k ||r_ik - mean_k r_ik||^2, V_tot = mean_ik ||r_ik - mean_ik r||^2,
-    I = 1 - V_aug / V_tot. Range (-inf, 1]: 1 = every view of an image maps to the same point;
-    about 0 = views vary as much as different images do (e.g. features of pure noise).
+    views: (N, K, d), K >= 2 views of each of N images. With r the unit-normalised features,
+    V_aug = mean_i mean_k ||r_ik - mean_k r_ik||^2 (within-image), V_tot = mean_ik ||r_ik - mean_ik r||^2,
+    I = 1 - (K / (K - 1)) V_aug / V_tot. The factor K / (K - 1) removes the 1/K bias of the plain ratio (a
+    mean of K views is itself 1/K as noisy), so that views independent of the image give I about 0
+    (exactly -1/(NK - 1) in expectation), whatever K. Range [-1/(K - 1), 1]: 1 = all views of an image
+    map to the same point; about 0 = views vary as much as different images do (e.g. pure noise).
+    Returns {"invariance": I, "v_aug": V_aug, "v_tot": V_tot}.
     """
     r = _unit(views)
+    k = r.shape[1]
+    if k < 2:
+        raise ValueError(f"invariance needs at least 2 views per image, got {k}")
     v_aug = ((r - r.mean(1, keepdims=True)) ** 2).sum(-1).mean()
     v_tot = ((r - r.reshape(-1, r.shape[-1]).mean(0)) ** 2).sum(-1).mean()
-    return {"invariance": float(1 - v_aug / v_tot), "v_aug": float(v_aug), "v_tot": float(v_tot)}
+    return {"invariance": float(1 - k / (k - 1) * v_aug / v_tot), "v_aug": float(v_aug), "v_tot": float(v_tot)}
 
 
 def view_cosine(views: np.ndarray) -> float:
@@ -134,9 +141,17 @@ def neighbours(anchors: np.ndarray, bank: np.ndarray, k: int) -> np.ndarray:
 
 
 def local_pca(points: np.ndarray, d: int) -> np.ndarray:
-    """Top-d principal directions of points (k, D) around their mean: orthonormal basis (D, d)."""
+    """Top-d principal directions of points (k, D) around their mean: orthonormal basis (D, d).
+    Also batched: points (A, k, D) gives (A, D, d)."""
     p = np.asarray(points, dtype=np.float64)
-    return np.linalg.svd(p - p.mean(0), full_matrices=False)[2][:d].T
+    vt = np.linalg.svd(p - p.mean(-2, keepdims=True), full_matrices=False)[2]  # (..., min(k, D), D)
+    return np.swapaxes(vt[..., :d, :], -1, -2)
+
+
+def tangent_planes(anchors: np.ndarray, bank: np.ndarray, k: int, d: int) -> np.ndarray:
+    """kNN local-PCA tangent planes, vectorised: the top-d principal directions of the k nearest bank
+    rows of each anchor (see `neighbours`, `local_pca`). anchors (A, D), bank (n, D): bases (A, D, d)."""
+    return local_pca(np.asarray(bank, dtype=np.float64)[neighbours(anchors, bank, k)], d)
 
 
 def local_dimension(points: np.ndarray) -> int:
@@ -159,9 +174,49 @@ def random_subspace(dim: int, r: int, rng: np.random.Generator) -> np.ndarray:
     return np.linalg.qr(rng.standard_normal((dim, r)))[0]
 
 
+def locality_gap(kept, tangents, rng: np.random.Generator) -> np.ndarray:
+    """C4 v2 primary: alpha(A_i, T_i) - alpha(A_i, T_j(i)) for each anchor i, j a random derangement of the
+    anchors drawn from `rng` (every anchor compared with exactly one other, each used once as the foil).
+
+    kept: A kept subspaces, orthonormal bases (D, r_i) (a list, or an array (A, D, r)); tangents: the local
+    tangent planes at the same anchors, bases (D, d) (list or (A, D, d)), every T from the same estimator,
+    so estimator noise and directions common to all anchors cancel. Returns (A,) in [-1, 1].
+    Reference values: > 0 when A_i follows the tangent plane at its own point; up to
+    alpha(T_i, T_i) - E_j alpha(T_i, T_j) = 1 - E_j alpha(T_i, T_j) for A_i = T_i (1/(d + 1) on the round
+    d-sphere); for a kept subspace that does not depend on the point the mean over anchors is exactly 0
+    (j is a permutation of i).
+    """
+    n = len(kept)
+    if n < 2 or len(tangents) != n:
+        raise ValueError(f"need >= 2 anchors and one tangent plane each, got {n} and {len(tangents)}")
+    j = rng.permutation(n)
+    while np.any(j == np.arange(n)):  # rejection: about e draws on average
+        j = rng.permutation(n)
+    return np.array([alignment(kept[i], tangents[i]) - alignment(kept[i], tangents[j[i]]) for i in range(n)])
+
+
+def suppression_vs_data(jac: np.ndarray, aug: np.ndarray, tangent: np.ndarray) -> float | np.ndarray:
+    """C4 v2 mechanism: data-matched suppression of the augmentation directions,
+    rho = mean_{u in U} ||J u||^2 / mean_{v in T} ||J v||^2 = (||J Q_U||_F^2 / u) / (||J Q_T||_F^2 / d).
+
+    jac: Jacobian (m, D); aug: orthonormal basis Q_U (D, u) of the augmentation directions; tangent:
+    orthonormal basis Q_T (D, d) of the data tangent plane at the same point. Batched too: (N, m, D),
+    (N, D, u), (N, D, d) give (N,). Range [0, inf): 1 = the augmentation directions pass like the data
+    directions at that point; 0 = killed (J Q_U = 0); > 1 = amplified relative to the data.
+    """
+    jac = np.asarray(jac, dtype=np.float64)
+    num = ((jac @ np.asarray(aug, dtype=np.float64)) ** 2).sum((-2, -1)) / np.shape(aug)[-1]
+    den = ((jac @ np.asarray(tangent, dtype=np.float64)) ** 2).sum((-2, -1)) / np.shape(tangent)[-1]
+    out = num / den
+    return float(out) if np.ndim(out) == 0 else out
+
+
 def suppression(jac: np.ndarray, u: np.ndarray) -> float:
-    """rho = ||J Q_U||_F^2 / (||J||_F^2 dim(U) / D) for one Jacobian J (m, D) and basis Q_U (D, u).
-    1 = the projector treats U like a random direction; 0 = it kills U entirely; > 1 = it amplifies U."""
+    """C4 v1 (secondary): rho = ||J Q_U||_F^2 / (||J||_F^2 dim(U) / D), the gain of U against a uniformly
+    random direction of R^D, for one Jacobian J (m, D) and orthonormal basis Q_U (D, u).
+    Range [0, D / u]: 1 = the projector treats U like a random direction; 0 = it kills U; > 1 = amplifies it.
+    Caveat: a trained projector has almost no gain off the data, so any data direction (augmentation or
+    not) scores far above 1 against random directions; `suppression_vs_data` is the fair comparison."""
     jac = np.asarray(jac, dtype=np.float64)
     return float(((jac @ u) ** 2).sum() / ((jac ** 2).sum() * u.shape[1] / jac.shape[1]))
 

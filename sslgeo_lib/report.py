@@ -31,7 +31,7 @@ def glue_verdicts(prefix: str, verdicts: dict[str, ClaimResult]) -> None:
         glue_claim(claim_key(prefix, name), result)
 
 
-def glue_page(prefix: str, preset, runs, verdicts: dict[str, ClaimResult], subject: str) -> None:
+def glue_page(prefix: str, preset_name: str, n_runs: int, verdicts: dict[str, ClaimResult], subject: str) -> None:
     """Everything a claim page cites: its verdicts (`glue_verdicts`), the reading of its primary result (one
     computed sentence, `claims.reading`, under `<prefix>_reading`), the preset, the number of runs and the
     verdict rule's version."""
@@ -40,8 +40,8 @@ def glue_page(prefix: str, preset, runs, verdicts: dict[str, ClaimResult], subje
 
     glue_verdicts(prefix, verdicts)
     _glue(f"{prefix}_reading", reading(verdicts["primary"], subject))
-    _glue(f"{prefix}_preset", preset.name)
-    _glue(f"{prefix}_n_runs", str(len(runs)))
+    _glue(f"{prefix}_preset", preset_name)
+    _glue(f"{prefix}_n_runs", str(n_runs))
     _glue(f"{prefix}_rule", RULE_VERSION)
 
 

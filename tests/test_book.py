@@ -29,19 +29,22 @@ def test_intro_has_the_claims_table_with_computed_verdicts(html):
     for claim in ("C1", "C2", "C3", "C4", "C5", "C7"):
         row = table[table.index(f">{claim}<"):]
         row = row[:row.index("</tr>")]
-        assert re.search(r"supported|contradicted|inconclusive", row), row
-    assert "I(z) - I(h)" in table and "erank(z) / erank(h)" in table
+        assert re.search(r"supported|contradicted|negligible|inconclusive", row), row
+    assert "I(z) - I(h)" in table and "erank(z) / erank(h)" in table and "locality gap" in table
+    assert re.search(r"verdict rule\s*<span class=\"pasted-text\">v2</span>", page)
 
 
 def test_c2_page_has_its_figures_and_glued_result(html):
     page = (html / "c2_invariance.html").read_text()
     assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", page)) >= 2
-    assert re.search(r"verdict <strong><span class=\"pasted-text\">(supported|contradicted|inconclusive)", page)
+    assert re.search(r"<strong><span class=\"pasted-text\">(supported|contradicted|negligible|inconclusive)", page)
+    assert re.search(r"Reading.</strong>\s*<span class=\"pasted-text\">The projector", page)
 
 
 def test_methods_page_shows_the_run_table_and_augmentation_figure(html):
     page = (html / "methods.html").read_text()
-    assert "kNN acc (h)" in page and "images/s" in page
+    assert "<th>knn</th>" in page and "images/s" in page
+    assert "detectable, cpu" in page and "C4_locality" in page  # the rule's deltas and the power table
     assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", page)) >= 2
 
 
@@ -49,4 +52,4 @@ def test_methods_page_shows_the_run_table_and_augmentation_figure(html):
 def test_claim_pages_have_figures_and_verdicts(html, page):
     text = (html / f"{page}.html").read_text()
     assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", text)) >= 2
-    assert re.search(r"<span class=\"pasted-text\">(supported|contradicted|inconclusive)", text)
+    assert re.search(r"<span class=\"pasted-text\">(supported|contradicted|negligible|inconclusive)", text)

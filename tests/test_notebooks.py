@@ -61,9 +61,16 @@ def test_c2_accepts_papermill_text_parameters(executed):
     assert re.search(r"\[", glued["c2_ci"])  # two seeds: a real interval
 
 
+def test_zero_means_all_test_images(executed):
+    glued = executed("c3_dimension.ipynb", n_test="0", n_id="300")
+    assert glued["c3_n_id"] == "300" and glued["c3_verdict"].startswith("inconclusive")
+
+
 def test_methods_describes_the_runs(executed):
     glued = executed("methods.ipynb")
-    assert glued["m_preset"] == "smoke" and glued["m_seeds"] == "1"
+    assert glued["m_preset"] == "smoke" and glued["m_seeds"] == "1" and glued["m_n_test"] == "500"
+    for key in ("m_fpr_per_strength", "m_fpr_claim", "m_fpr_trend"):  # the rule's calibration, computed
+        assert 2 <= float(glued[key].rstrip("%")) <= 8, (key, glued[key])
     assert 0 < float(glued["m_untrained_knn"]) < 1 and 0 < float(glued["m_untrained_linear"]) < 1 and float(glued["m_images_per_s"].replace(",", "")) > 0
 
 
@@ -73,7 +80,7 @@ CLAIM_KEYS = {
     "c4_tangent.ipynb": ["c4", "c4_local_d", "c4_r_d", "c4_r_2d", "c4_rho", "c4_rho_trend", "c4_vs_global",
                          "c4_vs_random", "c4_rho_random", "c4_rho_normalized"],
     "c5_information.ipynb": ["c5", "c5_trend"],
-    "c7_theory.ipynb": ["c7", "c7_rho", "c7_locality"],
+    "c7_theory.ipynb": ["c7", "c7_no_collapse", "c7_toy_rho", "c7_toy_locality", "c7_toy_alpha"],
 }
 
 

@@ -1,13 +1,27 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.optimize import minimize_scalar
 
 from sslgeo_lib.training.losses import info_nce_euclidean
-from sslgeo_lib.synthetic import (LinearProblem, ToyManifold, column_gains, push_forward, relative_gains,
-                                  train_linear)
+from sslgeo_lib.synthetic import (COLLAPSE_THRESHOLD, LinearProblem, ToyManifold, collapse_counts, column_gains,
+                                  fit_improvement, linear_theory_table, push_forward, relative_gains, theory_verdicts,
+                                  toy_geometry, train_linear, train_toy)
+
+LINEAR_GRAD_BOUND = 0.05  # full-gradient norm after training, small linear problem (from about 0.6 at init)
+TOY_GRAD_BOUND = 0.15  # the same for the small toy (from about 2 at init)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is fastest, and a second one stalls on a shared, loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("lam,sa", [(1.0, 0.0625), (0.02, 0.25), (0.001, 4.0), (0.5, 0.5)])
@@ -32,12 +46,91 @@ def test_euclidean_info_nce_collinear_value():
     assert info_nce_euclidean(z, z.clone()).item() == pytest.approx(math.log(9), rel=1e-6)
 
 
-def test_trained_linear_map_matches_the_prediction():
+def test_trained_linear_map_converges_and_matches_the_prediction():
     p = LinearProblem(lam=np.array([1.0, 0.3, 0.1, 0.03]), a=np.ones(4))
-    _, trained = train_linear(p, 0.5, seed=0, steps=600)
-    measured = relative_gains(column_gains(trained))
-    predicted = relative_gains(p.equilibrium_gains(0.5))
-    assert np.abs(np.log10(measured) - np.log10(predicted)).mean() < 0.1
+    fit = train_linear(p, 0.5, seed=0, steps=300)
+    assert fit.grad_norm < LINEAR_GRAD_BOUND and fit.grad_norm < 0.1 * fit.grad_norm_init
+    measured = np.log10(relative_gains(column_gains(fit.trained)))
+    theory = np.abs(measured - np.log10(relative_gains(p.equilibrium_gains(0.5)))).mean()
+    data_only = np.abs(measured - np.log10(relative_gains(p.data_only_gains()))).mean()
+    assert theory < 0.1 and data_only - theory > 0.05  # beats the data-only alternative by more than delta
+
+
+def test_data_only_gains_are_the_closed_forms_large_strength_limit():
+    p = LinearProblem.default(8)
+    np.testing.assert_allclose(relative_gains(p.equilibrium_gains(1e3)), relative_gains(p.data_only_gains()), rtol=1e-4)
+    other = LinearProblem(lam=p.lam, a=np.linspace(0.1, 3, 8))  # the augmentation plays no part
+    np.testing.assert_array_equal(other.data_only_gains(), p.data_only_gains())
+
+
+def _hand_table():
+    """Two strengths, one seed, two directions, relative gains chosen by hand."""
+    return pd.DataFrame({"strength": [0.5, 0.5, 2.0, 2.0], "seed": 0, "direction": [0, 1, 0, 1],
+                         "pred": [1.0, 0.1, 1.0, 0.01], "data_only": [1.0, 0.01, 1.0, 0.01],
+                         "one_layer": [1.0, 0.1, 1.0, 0.001], "two_layer_h": [1.0, 0.5, 1.0, 0.05],
+                         "two_layer_z": [1.0, 0.05, 0.09, 0.05]})
+
+
+def test_fit_improvement_known_values():
+    out = fit_improvement(_hand_table()).iloc[0]
+    # |log10 errors| per row: theory 0, 0, 0, 1; data-only 0, 1, 0, 1; no collapse 0, 1, 0, 3
+    assert out["error_theory"] == pytest.approx(0.25) and out["error_data_only"] == pytest.approx(0.5)
+    assert out["improvement"] == pytest.approx(0.25) and out["improvement_no_collapse"] == pytest.approx(0.75)
+
+
+def test_collapse_counts_known_values():
+    counts = collapse_counts(_hand_table())
+    assert list(counts.columns) == ["strength", "seed", "measured", "predicted", "data_only", "two_layer_h",
+                                    "two_layer_z"]
+    assert COLLAPSE_THRESHOLD == 0.1  # 0.1 itself is not below it
+    np.testing.assert_array_equal(counts[["measured", "predicted", "data_only", "two_layer_h", "two_layer_z"]],
+                                  [[0, 0, 1, 0, 1], [1, 1, 1, 1, 2]])
+
+
+def test_linear_theory_table_records_the_gradient_norm():
+    table = linear_theory_table(LinearProblem.default(3), [0.5], [0], steps=20)
+    columns = {"pred", "data_only", "one_layer", "grad_norm", "grad_norm_init", "grad_norm_two_layer"}
+    assert columns <= set(table.columns)
+    assert len(table) == 3 and table["grad_norm"].nunique() == 1 and (table["grad_norm"] > 0).all()
+    assert len(collapse_counts(table)) == 1
+
+
+def test_theory_verdicts_apply_rule_v2():
+    linear = pd.concat([_hand_table().assign(seed=k, one_layer=[1.0, 0.1, 1.0, 0.001 * (1 + 0.2 * k)])
+                        for k in range(3)])
+    toy = pd.DataFrame([{"strength": s, "seed": k, "rho_data": 1.0 if s == 0 else 0.1 * (1 + 0.1 * k),
+                         "locality_exact": 0.1 + 0.01 * k, "alpha_exact": 0.5, "alpha_random": 0.2 + 0.01 * k}
+                        for s in (0.0, 0.5, 1.0) for k in range(3)])
+    out = theory_verdicts(linear, toy)
+    assert out["primary"].estimate == pytest.approx(0.25, abs=0.01)  # data-only error 0.5 - theory error about 0.25
+    keys = ("primary", "no_collapse", "toy_rho", "toy_locality", "toy_alpha")
+    assert {k: v.verdict for k, v in out.items()} == {k: "supported" for k in keys}
+    flipped = theory_verdicts(linear, toy.assign(locality_exact=-toy["locality_exact"]))
+    assert flipped["toy_locality"].verdict == "contradicted"
+
+
+@pytest.fixture(scope="module")
+def small_toy():
+    """A small C7 toy trained at s = 0.5 (about 2 s), and the caller's RNG state around its training."""
+    toy = ToyManifold(ambient=10, content_dim=2)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    fit = train_toy(toy, 0.5, seed=0, width=32, out_dim=8, steps=300)
+    return toy, fit, before, torch.random.get_rng_state()
+
+
+def test_train_toy_converges_and_keeps_the_global_rng(small_toy):
+    _, fit, before, after = small_toy
+    assert torch.equal(before, after)
+    assert fit.grad_norm < TOY_GRAD_BOUND and fit.grad_norm < 0.1 * fit.grad_norm_init
+
+
+def test_toy_suppresses_the_augmentation_against_the_data_and_keeps_a_local_subspace(small_toy):
+    toy, fit, _, _ = small_toy
+    geo = toy_geometry(toy, fit.encoder, fit.projector, 0.5, seed=0, n_anchor=200, n_bank=1000, k=20)
+    assert geo["rho_data"] < 1 and geo["locality_exact"] > 0 and geo["locality_estimated"] > 0
+    assert geo["rho_data"] < geo["rho_exact"]  # random directions of R^D are a weaker foil than the data
+    assert geo["invariance_z"] > geo["invariance_h"]
 
 
 def test_toy_geometry_is_exact():
