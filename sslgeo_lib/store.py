@@ -2,7 +2,8 @@
 never trains (`sweep.get_or_train` decides "load or train").
 
 A run's id = sha256 of its RunConfig (JSON), the code that shapes its weights (every module of
-`sslgeo_lib/training/`) and the fingerprint of the decoded dataset (`data.fingerprint`). Nothing else: editing
+`sslgeo_lib/training/`), the fingerprint of the decoded dataset (`data.fingerprint`) and the numerics it trains
+with here (device type and resolved precision, `training.loop.numerics`). Nothing else: editing
 presets, parameter parsing, provenance, the monitor, this store or any analysis module renames no run.
 
 Layout: `$SSLGEO_RUNS` (default `runs/` at the repository root) / `<run id>/` holding
@@ -42,10 +43,12 @@ def code_hash(modules=None) -> str:
     return hash_files(files)
 
 
-def run_id(cfg: RunConfig) -> str:
+def run_id(cfg: RunConfig, device=None) -> str:
     from sslgeo_lib.data import fingerprint
+    from sslgeo_lib.training.loop import numerics
 
-    payload = json.dumps(cfg.to_dict(), sort_keys=True) + code_hash() + fingerprint(cfg.dataset)
+    payload = (json.dumps(cfg.to_dict(), sort_keys=True) + code_hash() + fingerprint(cfg.dataset)
+               + json.dumps(numerics(cfg, device), sort_keys=True))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -122,8 +125,8 @@ def check_entry(path: Path, cfg: RunConfig) -> str | None:
     return None
 
 
-def entry_path(cfg: RunConfig) -> Path:
-    return runs_dir() / run_id(cfg)
+def entry_path(cfg: RunConfig, device=None) -> Path:
+    return runs_dir() / run_id(cfg, device)
 
 
 def read_entry(path: Path, cfg: RunConfig) -> Run:

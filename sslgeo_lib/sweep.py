@@ -20,7 +20,7 @@ def get_or_train(cfg: RunConfig, progress: bool = True, device=None) -> Run:
     from sslgeo_lib.provenance import provenance
     from sslgeo_lib.training.loop import train
 
-    path = entry_path(cfg)
+    path = entry_path(cfg, device)
     problem = check_entry(path, cfg)
     if problem is None:
         return read_entry(path, cfg)

@@ -80,6 +80,19 @@ def test_the_data_fingerprint_is_part_of_the_id(cifar, monkeypatch):
     assert store.run_id(TINY) != before
 
 
+def test_the_resolved_precision_and_device_are_part_of_the_id(cifar, monkeypatch):
+    from sslgeo_lib.training import loop
+
+    forced = TINY.replace(precision="bf16")
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
+    bf16, forced_id = store.run_id(TINY, "cpu"), store.run_id(forced, "cpu")
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: False)
+    assert store.run_id(TINY, "cpu") != bf16  # 'auto' resolves to fp32 on a CPU without bf16: other weights
+    assert store.run_id(forced, "cpu") == forced_id  # an explicit precision resolves the same everywhere
+    monkeypatch.setattr("torch.cuda.is_bf16_supported", lambda: True)
+    assert store.run_id(TINY, "cuda") != bf16  # same config and precision, other device
+
+
 def _imports(path: Path) -> set[str]:
     """sslgeo_lib modules imported at module level (not inside functions) by one file."""
     found = set()

@@ -77,6 +77,13 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     return None
 
 
+def numerics(cfg, device=None) -> dict:
+    """How `cfg` trains on this machine: the device type and the resolved precision. Part of a run's identity:
+    the same config trains to other weights in bf16 than in fp32, and on a GPU than on a CPU."""
+    device = torch.device(device) if device is not None else default_device()
+    return {"device": device.type, "precision": "bf16" if autocast_dtype(device, cfg.precision) else "fp32"}
+
+
 def new_model(cfg) -> SSLModel:
     """The model of `cfg`, initialised from `cfg.seed` without touching the global RNG state."""
     with torch.random.fork_rng(devices=[]):
