@@ -53,7 +53,9 @@ def dimension_verdicts(df: pd.DataFrame) -> dict[str, ClaimResult]:
 def tangent_verdicts(df: pd.DataFrame) -> dict[str, ClaimResult]:
     """C4 (v2): primary = the locality gap alpha(A_i, T_i) - alpha(A_i, T_j) > 0 at every s > 0 (d fixed, r the
     Jacobian's effective rank); the same with the local lPCA d and at r = d, 2d (sensitivity); the mechanism:
-    log rho_data < 0 (augmentation directions kept less than data directions) and falling with s. Secondary
+    log rho_data < 0 (augmentation directions kept less than data directions), the same against the s = 0
+    control of each seed (log rho is biased by how U and T are estimated: the control removes that), and
+    falling with s. Secondary
     (v1, with caveats on the page): alpha - alpha(global PCA), alpha - alpha(random), log rho against random
     directions and through z / ||z||."""
     df = df.assign(vs_global=df["alpha"] - df["alpha_global"], vs_random=df["alpha"] - df["alpha_random"],
@@ -69,6 +71,9 @@ def tangent_verdicts(df: pd.DataFrame) -> dict[str, ClaimResult]:
         "r_2d": per_strength_claim("C4", f"{gap}, r = 2d", part["fixed", "2d"], "locality_gap", +1, main),
         "rho": per_strength_claim("C4", "log rho (augmentation vs data directions)", part["fixed", "erank"],
                                   "log_rho_data", -1, loc),
+        "rho_control": per_strength_claim("C4", "log rho minus its s = 0 value (same seed)",
+                                          paired_to_control(part["fixed", "erank"], "log_rho_data"),
+                                          "log_rho_data", -1, loc),
         "rho_trend": trend_claim("C4", "log rho (augmentation vs data directions)", part["fixed", "erank"],
                                  "log_rho_data", -1, loc),
         "vs_global": per_strength_claim("C4", "alpha(local) - alpha(global PCA) (v1)", part["fixed", "erank"],
@@ -80,6 +85,16 @@ def tangent_verdicts(df: pd.DataFrame) -> dict[str, ClaimResult]:
         "rho_normalized": per_strength_claim("C4", "log rho through z / ||z|| (v1)", part["fixed", "erank"],
                                              "log_rho_normalized", -1, loc),
     }
+
+
+def paired_to_control(df: pd.DataFrame, value: str) -> pd.DataFrame:
+    """`value` minus the same seed's value at s = 0 (the no-augmentation control run, trained and measured by
+    the same pipeline): what remains is the effect of augmentation, free of any bias of the estimator. Rows of
+    seeds without a control are dropped; the s = 0 rows become 0."""
+    control = df[df["strength"] == 0].set_index("seed")[value]
+    out = df[df["seed"].isin(control.index)].copy()
+    out[value] = out[value] - out["seed"].map(control)
+    return out
 
 
 def retention_verdicts(df: pd.DataFrame) -> dict[str, ClaimResult]:
@@ -101,16 +116,20 @@ def verdict_table(verdicts: dict[str, ClaimResult]) -> pd.DataFrame:
 
 def reading(result: ClaimResult, subject: str, digits: int = 3) -> str:
     """One sentence for a person: `subject` (what the statistic says, in words) and the computed verdict, with
-    the estimates at the weakest and the strongest evidence, and the delta band they are read against."""
+    the estimate at the weakest evidence (the headline), at every strength whose outcome contradicts the
+    prediction, and at the largest effect, read against the smallest effect of interest."""
     f = f"{{:.{digits}f}}"
     head = f"{subject[0].upper()}{subject[1:]}: {result.verdict_text()}"
     if result.table is None or result.table.empty:
-        return f"{head} (estimate {result.ci_text(digits)}; negligible band ±{f.format(result.delta)})."
+        return f"{head} (estimate {result.ci_text(digits)}; smallest effect of interest ±{f.format(result.delta)})."
     t = result.table
-    best = t.iloc[int(np.argmax(np.abs(t["mean"].to_numpy(float))))]
+    weakest = float(result.statistic.rsplit("weakest s = ", 1)[-1].rstrip(")")) if "weakest s = " in result.statistic \
+        else float(t["strength"].min())
+    largest = float(t.iloc[int(np.argmax(np.abs(t["mean"].to_numpy(float))))]["strength"])
+    shown = {weakest, largest} | set(t.loc[t["outcome"] == stats.CONTRADICTED, "strength"].astype(float))
     parts = [f"{f.format(r['mean'])} [{f.format(r['low'])}, {f.format(r['high'])}] at s = {r['strength']:g}"
-             for _, r in t.iterrows() if r["strength"] in {best["strength"], t["strength"].min()}]
-    return (f"{head}; the estimate is {' and '.join(parts)} (smallest effect of interest ±{f.format(result.delta)}; "
+             for _, r in t.iterrows() if float(r["strength"]) in shown]
+    return (f"{head}; the estimate is {', '.join(parts)} (smallest effect of interest ±{f.format(result.delta)}; "
             f"{result.covers}).")
 
 

@@ -182,12 +182,17 @@ def tangent_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
     alpha_other (alpha(A_i, T_j), j a random other anchor), locality_gap (their difference, the v2 primary),
     alpha_global (global top-d PCA, v1's foil), alpha_random (max(r, d) / D), d, r; rho_data (the
     augmentation directions U_i against the data directions T_i, v2), rho_random (against random directions
-    of R^D, v1) and rho_normalized (v1, through z / ||z||)."""
+    of R^D, v1) and rho_normalized (v1, through z / ||z||), each a geometric mean over anchors."""
     def rows_of(run):
         return _tangent_rows(run, ev)
 
     return _table(runs, "tangent", ev, ("n_test", "n_anchor", "n_views", "tangent_k", "tangent_d",
                                         "small_strength", "aug_dims"), rows_of)
+
+
+def _geometric_mean(ratios) -> float:
+    """exp(mean log): the average of gain ratios (a ratio and its inverse average to 1)."""
+    return float(np.exp(np.mean(np.log(ratios))))
 
 
 def _tangent_rows(run: Run, ev: EvalSettings) -> list[dict]:
@@ -208,7 +213,8 @@ def _tangent_rows(run: Run, ev: EvalSettings) -> list[dict]:
     for d_mode in ("fixed", "local"):
         ds = [ev.tangent_d] * len(anchors) if d_mode == "fixed" else local_d
         tangents = [geometry.local_pca(bank[nbrs[i]], ds[i]) for i in range(len(anchors))]
-        rho_data = np.mean([geometry.suppression_vs_data(jac[i], aug[i], tangents[i]) for i in range(len(anchors))])
+        rho_data = _geometric_mean([geometry.suppression_vs_data(jac[i], aug[i], tangents[i])
+                                    for i in range(len(anchors))])
         for r_mode in R_MODES:
             rs = {"erank": erank, "d": np.array(ds), "2d": 2 * np.array(ds)}[r_mode].clip(1, min(jac.shape[1:]))
             kept = [right[i, :rs[i]].T for i in range(len(anchors))]
@@ -220,6 +226,6 @@ def _tangent_rows(run: Run, ev: EvalSettings) -> list[dict]:
                                                         for i in range(len(anchors))])),
                          "alpha_random": float(np.mean(np.maximum(rs, ds) / dim)),
                          "d": float(np.mean(ds)), "r": float(np.mean(rs)), "rho_data": float(rho_data)})
-    rho_random = np.mean([geometry.suppression(jac[i], aug[i]) for i in range(len(anchors))])
-    rho_normalized = np.mean([geometry.suppression(jac_normalized[i], aug[i]) for i in range(len(anchors))])
+    rho_random = _geometric_mean([geometry.suppression(jac[i], aug[i]) for i in range(len(anchors))])
+    rho_normalized = _geometric_mean([geometry.suppression(jac_normalized[i], aug[i]) for i in range(len(anchors))])
     return [{**row, "rho_random": float(rho_random), "rho_normalized": float(rho_normalized)} for row in rows]

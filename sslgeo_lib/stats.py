@@ -189,7 +189,7 @@ def _range(i: int, j: int, s: list[float]) -> str:
         return f"at {s[i]:g}"
     if j == len(s) - 1:
         return f"for s >= {s[i]:g}"
-    return f"for s <= {s[j]:g}" if i == 0 else f"for {s[i]:g} <= s <= {s[j]:g}"
+    return f"for 0 < s <= {s[j]:g}" if i == 0 else f"for {s[i]:g} <= s <= {s[j]:g}"
 
 
 def _ranges_text(strengths, outcomes) -> str:

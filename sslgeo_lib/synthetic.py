@@ -166,15 +166,21 @@ def fit_improvement(linear: "pd.DataFrame") -> "pd.DataFrame":
     against each prediction, over every strength and direction of `linear` (a `linear_theory_table`).
 
     Columns: seed, error_theory, error_data_only, error_no_collapse (dex, >= 0; 0 = a perfect fit),
-    improvement = error_data_only - error_theory (primary; > 0 predicted, CLAIMS.md delta 0.05 dex) and
-    improvement_no_collapse = error_no_collapse - error_theory (secondary: the v1 foil, all gains 1).
+    improvement = min(error_data_only, error_no_collapse) - error_theory (primary; > 0 predicted, CLAIMS.md
+    delta 0.05 dex): the theory must beat the better of the two foils, so a trained map that does not collapse
+    (which no-collapse fits exactly) or that follows the data spectrum alone (which data-only fits exactly)
+    gives improvement <= 0; against one foil alone it cannot fail, since whenever
+    data_only <= pred <= measured the difference equals mean(log pred - log data_only) whatever was measured.
+    improvement_data_only and improvement_no_collapse are the two single-foil differences (secondary).
     """
     measured = np.log10(linear["one_layer"])
     err = linear.assign(error_theory=np.abs(measured - np.log10(linear["pred"])),
                         error_data_only=np.abs(measured - np.log10(linear["data_only"])),
                         error_no_collapse=np.abs(measured))
     out = err.groupby("seed")[["error_theory", "error_data_only", "error_no_collapse"]].mean().reset_index()
-    return out.assign(improvement=out["error_data_only"] - out["error_theory"],
+    best_foil = np.minimum(out["error_data_only"], out["error_no_collapse"])
+    return out.assign(improvement=best_foil - out["error_theory"],
+                      improvement_data_only=out["error_data_only"] - out["error_theory"],
                       improvement_no_collapse=out["error_no_collapse"] - out["error_theory"])
 
 
@@ -383,19 +389,21 @@ def toy_table(toy: ToyManifold, strengths, seeds, **train_kwargs):
 
 def theory_verdicts(linear: "pd.DataFrame", toy: "pd.DataFrame") -> dict:
     """C7 verdicts (rule v2, `stats`). Primary: the per-seed fit improvement of the closed form over the
-    data-only alternative (`fit_improvement`'s `improvement`, dex, > 0 predicted, delta DELTAS["C7"]);
-    secondary: the same over "no collapse" (v1's foil). On the toy, at every s > 0: log rho_data < 0 (the
+    better of its two foils, the data-only alternative and no collapse (`fit_improvement`'s `improvement`,
+    dex, > 0 predicted, delta DELTAS["C7"]); secondary: over each foil alone. On the toy, at every s > 0: log rho_data < 0 (the
     exact augmentation direction passes less than the exact data directions; delta DELTAS["C4_rho"]), the
     locality gap with the exact tangent planes > 0 (delta DELTAS["C4_locality"]), and v1's alignment with
     the exact tangent plane above the random baseline (secondary, same delta).
-    Keys: primary, no_collapse, toy_rho, toy_locality, toy_alpha; values `stats.ClaimResult`."""
+    Keys: primary, data_only, no_collapse, toy_rho, toy_locality, toy_alpha; values `stats.ClaimResult`."""
     from sslgeo_lib import stats
 
     fit = fit_improvement(linear)
     toy = toy.assign(log_rho_data=np.log(toy["rho_data"]), alpha_excess=toy["alpha_exact"] - toy["alpha_random"])
     return {
-        "primary": stats.single_claim("C7", "fit improvement of the theory over the data-only alternative (dex)",
+        "primary": stats.single_claim("C7", "fit improvement of the theory over the better foil (dex)",
                                       fit["improvement"], +1, stats.DELTAS["C7"]),
+        "data_only": stats.single_claim("C7", "fit improvement of the theory over the data-only alternative (dex)",
+                                        fit["improvement_data_only"], +1, stats.DELTAS["C7"]),
         "no_collapse": stats.single_claim("C7", "fit improvement of the theory over no collapse (dex)",
                                           fit["improvement_no_collapse"], +1, stats.DELTAS["C7"]),
         "toy_rho": stats.per_strength_claim("C7", "toy: log rho of the exact augmentation direction vs the data",

@@ -1,4 +1,6 @@
 """Every verdict path of every claim on sweep tables whose answer is known, and the sentence glued for it."""
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -83,6 +85,27 @@ def test_c4_locality_null_is_not_supported():
     assert v["primary"].verdict == NEGLIGIBLE and v["rho"].verdict == NEGLIGIBLE
     assert v["vs_global"].verdict == CONTRADICTED  # v1's foil beats even a perfect null: why it is secondary
     assert v["rho_random"].verdict == CONTRADICTED  # and v1's rho reads "amplified" for a neutral projector
+
+
+def test_c4_estimator_bias_in_rho_is_removed_by_the_control():
+    """rho_data below 1 at every strength, s = 0 included: the estimators of U and T, not augmentation, made it."""
+    rows = []
+    for s in STRENGTHS:
+        for k, e in enumerate(NOISE):
+            rows += [{"strength": s, "seed": k, "d_mode": d, "r_mode": r, "alpha": 0.5, "alpha_other": 0.5,
+                      "locality_gap": 0.0, "alpha_global": 0.5, "alpha_random": 0.1, "d": 8, "r": 20,
+                      "rho_data": 0.6 * (1 + 0.01 * e), "rho_random": 5.0, "rho_normalized": 4.0}
+                     for d in ("fixed", "local") for r in ("erank", "d", "2d")]
+    v = claims.tangent_verdicts(pd.DataFrame(rows))
+    assert v["rho"].verdict == SUPPORTED  # the raw ratio is fooled by the estimator's bias
+    assert v["rho_control"].verdict == NEGLIGIBLE  # against each seed's s = 0 run, nothing is left
+
+
+def test_reading_quotes_the_contradicting_strength():
+    v = claims.invariance_verdicts(_invariance(lambda s: -0.1 if s == 1.0 else 0.3))
+    sentence = claims.reading(v["primary"], "the gap")
+    assert v["primary"].verdict == CONTRADICTED
+    assert re.search(r"-0\.100 \[-?[0-9.]+, -?[0-9.]+\] at s = 1\b", sentence), sentence
 
 
 def test_c5_retention_gap():

@@ -167,7 +167,7 @@ def test_per_strength_claim_mixed_texts():
     assert res.verdict == MIXED and res.text == "supported for 0.5 <= s <= 1; inconclusive at 0.25 and 1.5"
     df = _sweep({0.25: [0.5, 0.51, 0.52], 0.5: [0.5, 0.51, 0.52], 1.0: wide[1.5], 1.5: [0.01, 0.011, 0.012]})
     res = per_strength_claim("C5", "retention gap", df, "v", +1, 0.02)
-    assert res.text == "supported for s <= 0.5; negligible at 1.5; inconclusive at 1"
+    assert res.text == "supported for 0 < s <= 0.5; negligible at 1.5; inconclusive at 1"
 
 
 def test_per_strength_claim_all_inconclusive():

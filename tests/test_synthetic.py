@@ -75,7 +75,18 @@ def test_fit_improvement_known_values():
     out = fit_improvement(_hand_table()).iloc[0]
     # |log10 errors| per row: theory 0, 0, 0, 1; data-only 0, 1, 0, 1; no collapse 0, 1, 0, 3
     assert out["error_theory"] == pytest.approx(0.25) and out["error_data_only"] == pytest.approx(0.5)
-    assert out["improvement"] == pytest.approx(0.25) and out["improvement_no_collapse"] == pytest.approx(0.75)
+    assert out["improvement_data_only"] == pytest.approx(0.25) and out["improvement_no_collapse"] == pytest.approx(0.75)
+    assert out["improvement"] == pytest.approx(0.25)  # the better foil (data-only here) decides
+
+
+@pytest.mark.parametrize("measured,sign", [("pred", +1), ("no_collapse", -1), ("data_only", -1)])
+def test_fit_improvement_fails_when_the_map_follows_a_foil(measured, sign):
+    """The null cases: a trained map that does not collapse, or follows the data spectrum alone, must not
+    come out as supporting the theory (the single data-only foil gave +0.234 dex for a map with no collapse)."""
+    table = linear_theory_table(LinearProblem.default(12), [0.25, 0.5, 1.0, 2.0], [0], steps=1)
+    fake = {"pred": table["pred"], "no_collapse": 1.0, "data_only": table["data_only"]}[measured]
+    out = fit_improvement(table.assign(one_layer=fake)).iloc[0]
+    assert np.sign(out["improvement"]) == sign and abs(out["improvement"]) > 0.05
 
 
 def test_collapse_counts_known_values():
@@ -103,7 +114,7 @@ def test_theory_verdicts_apply_rule_v2():
                         for s in (0.0, 0.5, 1.0) for k in range(3)])
     out = theory_verdicts(linear, toy)
     assert out["primary"].estimate == pytest.approx(0.25, abs=0.01)  # data-only error 0.5 - theory error about 0.25
-    keys = ("primary", "no_collapse", "toy_rho", "toy_locality", "toy_alpha")
+    keys = ("primary", "data_only", "no_collapse", "toy_rho", "toy_locality", "toy_alpha")
     assert {k: v.verdict for k, v in out.items()} == {k: "supported" for k in keys}
     flipped = theory_verdicts(linear, toy.assign(locality_exact=-toy["locality_exact"]))
     assert flipped["toy_locality"].verdict == "contradicted"
