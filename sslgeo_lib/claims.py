@@ -67,6 +67,8 @@ def tangent_verdicts(df: pd.DataFrame) -> dict[str, ClaimResult]:
     return {
         "primary": per_strength_claim("C4", f"{gap}, d fixed", part["fixed", "erank"], "locality_gap", +1, main),
         "local_d": per_strength_claim("C4", f"{gap}, d local", part["local", "erank"], "locality_gap", +1, main),
+        "no_radial": per_strength_claim("C4", f"{gap}, radial direction removed", part["fixed", "erank"],
+                                        "locality_gap_no_radial", +1, main),
         "r_d": per_strength_claim("C4", f"{gap}, r = d", part["fixed", "d"], "locality_gap", +1, main),
         "r_2d": per_strength_claim("C4", f"{gap}, r = 2d", part["fixed", "2d"], "locality_gap", +1, main),
         "rho": per_strength_claim("C4", "log rho (augmentation vs data directions)", part["fixed", "erank"],

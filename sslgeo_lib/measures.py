@@ -180,6 +180,7 @@ def tangent_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
     lPCA dimension) x r_mode (R_MODES). T_i = top-d PCA of the tangent_k nearest clean training features of
     h_i; A_i = top-r right singular vectors of J(h_i). Columns (means over anchors): alpha (alpha(A_i, T_i)),
     alpha_other (alpha(A_i, T_j), j a random other anchor), locality_gap (their difference, the v2 primary),
+    locality_gap_no_radial (the same with each anchor's radial direction h_i / ||h_i|| removed from A_i and T_i),
     alpha_global (global top-d PCA, v1's foil), alpha_random (max(r, d) / D), d, r; rho_data (the
     augmentation directions U_i against the data directions T_i, v2), rho_random (against random directions
     of R^D, v1) and rho_normalized (v1, through z / ||z||), each a geometric mean over anchors."""
@@ -188,6 +189,18 @@ def tangent_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
 
     return _table(runs, "tangent", ev, ("n_test", "n_anchor", "n_views", "tangent_k", "tangent_d",
                                         "small_strength", "aug_dims"), rows_of)
+
+
+def _without(bases, anchors: np.ndarray) -> list[np.ndarray]:
+    """Each basis (D, r) with the anchor's own radial direction h_i / ||h_i|| projected out, re-orthonormalised:
+    a point-dependent direction that both a kept subspace and a local tangent plane can contain (a projector that
+    keeps only the norm of h would otherwise score a large locality gap)."""
+    out = []
+    for q, h in zip(bases, anchors):
+        u = h / np.linalg.norm(h)
+        left, s, _ = np.linalg.svd(q - np.outer(u, u @ q), full_matrices=False)
+        out.append(left[:, : max(1, int((s > 1e-6).sum()))])  # the directions that remain, best first
+    return out
 
 
 def _geometric_mean(ratios) -> float:
@@ -219,9 +232,11 @@ def _tangent_rows(run: Run, ev: EvalSettings) -> list[dict]:
             rs = {"erank": erank, "d": np.array(ds), "2d": 2 * np.array(ds)}[r_mode].clip(1, min(jac.shape[1:]))
             kept = [right[i, :rs[i]].T for i in range(len(anchors))]
             gap = geometry.locality_gap(kept, tangents, rng)
+            radial = geometry.locality_gap(_without(kept, anchors), _without(tangents, anchors), rng)
             alpha = np.array([geometry.alignment(tangents[i], kept[i]) for i in range(len(anchors))])
             rows.append({"d_mode": d_mode, "r_mode": r_mode, "alpha": float(alpha.mean()),
                          "alpha_other": float((alpha - gap).mean()), "locality_gap": float(gap.mean()),
+                         "locality_gap_no_radial": float(radial.mean()),
                          "alpha_global": float(np.mean([geometry.alignment(global_pca[:, :ds[i]], kept[i])
                                                         for i in range(len(anchors))])),
                          "alpha_random": float(np.mean(np.maximum(rs, ds) / dim)),

@@ -78,7 +78,7 @@ def test_c4_locality_null_is_not_supported():
                 for r_mode in ("erank", "d", "2d"):
                     gap = rng.normal(0, 0.002)
                     rows.append({"strength": s, "seed": k, "d_mode": d_mode, "r_mode": r_mode, "alpha": 0.5,
-                                 "alpha_other": 0.5 - gap, "locality_gap": gap, "alpha_global": 0.6,
+                                 "alpha_other": 0.5 - gap, "locality_gap": gap, "locality_gap_no_radial": gap, "alpha_global": 0.6,
                                  "alpha_random": 0.1, "d": 8, "r": 20, "rho_data": 1.0, "rho_random": 5.0,
                                  "rho_normalized": 4.0})
     v = claims.tangent_verdicts(pd.DataFrame(rows))
@@ -93,7 +93,7 @@ def test_c4_estimator_bias_in_rho_is_removed_by_the_control():
     for s in STRENGTHS:
         for k, e in enumerate(NOISE):
             rows += [{"strength": s, "seed": k, "d_mode": d, "r_mode": r, "alpha": 0.5, "alpha_other": 0.5,
-                      "locality_gap": 0.0, "alpha_global": 0.5, "alpha_random": 0.1, "d": 8, "r": 20,
+                      "locality_gap": 0.0, "locality_gap_no_radial": 0.0, "alpha_global": 0.5, "alpha_random": 0.1, "d": 8, "r": 20,
                       "rho_data": 0.6 * (1 + 0.01 * e), "rho_random": 5.0, "rho_normalized": 4.0}
                      for d in ("fixed", "local") for r in ("erank", "d", "2d")]
     v = claims.tangent_verdicts(pd.DataFrame(rows))

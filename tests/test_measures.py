@@ -75,3 +75,21 @@ def test_run_table_and_curves(setup):
     assert len(table) == 4 and (table["images/s"] > 0).all()
     loss, knn = training_curves(runs)
     assert set(loss.columns) == {"strength", "seed", "epoch", "loss"} and len(knn) == 4
+
+
+def test_removing_the_radial_direction_removes_a_fake_locality_gap():
+    """A projector that keeps only the norm of h (plus one fixed direction) and tangent planes that contain each
+    anchor's radial direction: a large locality gap that says nothing about the tangent plane, and none once
+    the radial direction is removed from both."""
+    from sslgeo_lib import geometry
+    from sslgeo_lib.measures import _without
+
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((200, 20)) * rng.uniform(0.5, 2, (200, 1))
+    fixed = np.linalg.qr(rng.standard_normal((20, 3)))[0]
+    u = h / np.linalg.norm(h, axis=1, keepdims=True)
+    kept = [np.linalg.qr(np.column_stack([u[i], fixed[:, 0]]))[0] for i in range(200)]
+    tangents = [np.linalg.qr(np.column_stack([u[i], fixed[:, 1:]]))[0] for i in range(200)]
+    fake = geometry.locality_gap(kept, tangents, np.random.default_rng(1)).mean()
+    clean = geometry.locality_gap(_without(kept, h), _without(tangents, h), np.random.default_rng(1)).mean()
+    assert fake > 0.3 and abs(clean) < 0.02

@@ -77,7 +77,7 @@ def test_methods_describes_the_runs(executed):
 CLAIM_KEYS = {
     "c1_transfer.ipynb": ["c1", "c1_trend", "c1_knn", "c1_knn_trend"],
     "c3_dimension.ipynb": ["c3", "c3_trend", "c3_jacobian"],
-    "c4_tangent.ipynb": ["c4", "c4_local_d", "c4_r_d", "c4_r_2d", "c4_rho", "c4_rho_control", "c4_rho_trend", "c4_vs_global",
+    "c4_tangent.ipynb": ["c4", "c4_local_d", "c4_no_radial", "c4_r_d", "c4_r_2d", "c4_rho", "c4_rho_control", "c4_rho_trend", "c4_vs_global",
                          "c4_vs_random", "c4_rho_random", "c4_rho_normalized"],
     "c5_information.ipynb": ["c5", "c5_trend"],
     "c7_theory.ipynb": ["c7", "c7_data_only", "c7_no_collapse", "c7_toy_rho", "c7_toy_locality", "c7_toy_alpha"],
