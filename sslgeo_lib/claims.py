@@ -129,7 +129,10 @@ def reading(result: ClaimResult, subject: str, digits: int = 3) -> str:
         else float(t["strength"].min())
     largest = float(t.iloc[int(np.argmax(np.abs(t["mean"].to_numpy(float))))]["strength"])
     shown = {weakest, largest} | set(t.loc[t["outcome"] == stats.CONTRADICTED, "strength"].astype(float))
-    parts = [f"{f.format(r['mean'])} [{f.format(r['low'])}, {f.format(r['high'])}] at s = {r['strength']:g}"
+    def interval(r):
+        return "(no interval)" if np.isnan(r["low"]) else f"[{f.format(r['low'])}, {f.format(r['high'])}]"
+
+    parts = [f"{f.format(r['mean'])} {interval(r)} at s = {r['strength']:g}"
              for _, r in t.iterrows() if float(r["strength"]) in shown]
     return (f"{head}; the estimate is {', '.join(parts)} (smallest effect of interest ±{f.format(result.delta)}; "
             f"{result.covers}).")
