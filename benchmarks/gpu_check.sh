@@ -20,14 +20,15 @@ python3 benchmarks/train_speed.py --preset gpu --steps 30 2>&1 | tee "$out/train
 echo "== 3. one short gpu-preset run"
 python3 - <<'PY' 2>&1 | tee "$out/short_run.txt"
 import tempfile, time, torch
-from sslgeo_lib.config import make_preset
+from sslgeo_lib.presets import make_preset
+from sslgeo_lib.monitor import monitor_for
 from sslgeo_lib.training.loop import train
 cfg = make_preset("gpu").base.replace(epochs=3, strength=0.5, monitor_every=1)
 t0 = time.perf_counter()
-r = train(cfg, tempfile.mkdtemp(), progress=False)
+r = train(cfg, tempfile.mkdtemp(), progress=False, monitor=monitor_for(cfg))
 m = r.metrics
 print(f"{torch.cuda.get_device_name()}: ResNet-18, {cfg.epochs} epochs of 50,000 images, batch {cfg.batch_size}, "
-      f"{r.provenance['precision']}, channels_last {r.provenance['channels_last']}")
+      f"{'bf16' if r.dtype else 'fp32'}, channels_last {r.channels_last}")
 print(f"training {m['images_per_s']:,.0f} img/s; epoch seconds {[round(s, 1) for s in m['epoch_seconds']]}; "
       f"loss {[round(x, 3) for x in m['loss']]}; kNN {m['knn']}; wall {time.perf_counter() - t0:.0f} s")
 PY

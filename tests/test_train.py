@@ -66,10 +66,10 @@ def test_weights_do_not_depend_on_the_callers_thread_count(cifar, tmp_path):
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = train(RunConfig(**TINY), tmp_path / "one", progress=False)
+        one = train(RunConfig(**TINY), tmp_path / "one", progress=False, device="cpu")
         assert torch.get_num_threads() == 1  # restored after training
         torch.set_num_threads(3)
-        three = train(RunConfig(**TINY), tmp_path / "three", progress=False)
+        three = train(RunConfig(**TINY), tmp_path / "three", progress=False, device="cpu")
     finally:
         torch.set_num_threads(before)
     assert one.threads == three.threads == train_mod.TRAINING_THREADS
