@@ -10,7 +10,8 @@ from sslgeo_lib.presets import PRESETS, make_preset
 def _train(args) -> None:
     from sslgeo_lib.sweep import sweep
 
-    p = make_preset(args.preset, strengths=args.strengths, seeds=args.seeds, epochs=args.epochs)
+    p = make_preset(args.preset, strengths=args.strengths, seeds=args.seeds, epochs=args.epochs,
+                    allow_large_sweep=args.allow_large_sweep)
     print(f"preset {p.name}: {len(p.configs())} runs (strengths {list(p.strengths)} x seeds {list(p.seeds)})",
           file=sys.stderr)
     for run in sweep(p, progress=not args.quiet):
@@ -23,17 +24,20 @@ def _list(args) -> None:
     from sslgeo_lib.store import list_runs, runs_dir
 
     rows = list_runs()
-    print(f"{len(rows)} run(s) in {runs_dir()}")
+    runs = [r for r in rows if r["kind"] == "run"]
+    print(f"{len(runs)} run(s) in {runs_dir()}" + (f", and {len(rows) - len(runs)} foreign item(s) left alone"
+                                                    if len(rows) > len(runs) else ""))
     for r in rows:
         extra = "  ".join(f"{k}={r[k]}" for k in ("encoder", "strength", "seed", "epochs", "n_train") if k in r)
-        print(f"{r['id']}  {r['status']:<12}  {extra}")
+        print(f"{r['id']}  {r['status']:<12}  {extra}".rstrip())
 
 
 def _clean(args) -> None:
-    from sslgeo_lib.store import clean
+    from sslgeo_lib.store import clean, runs_dir
 
-    removed = clean(stale_only=not args.all)
-    print(f"removed {len(removed)} run(s)" + (": " + " ".join(removed) if removed else ""))
+    removed = clean(stale_only=not args.all, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(removed)} item(s) from {runs_dir()}" + ("".join(f"\n  {r}" for r in removed)))
 
 
 def _params(args) -> None:
@@ -52,10 +56,14 @@ def main(argv=None) -> None:
     t.add_argument("--seeds", help='override the sweep\'s seeds, e.g. "[0, 1]"')
     t.add_argument("--epochs", help="override the epochs of every run")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("--allow-large-sweep", action="store_true",
+                   help="train a sweep larger than presets.MAX_SWEEP_RUNS runs")
     t.set_defaults(func=_train)
     sub.add_parser("list", help="list the stored runs and their status").set_defaults(func=_list)
-    c = sub.add_parser("clean", help="remove stale (older code), partial and corrupt runs")
-    c.add_argument("--all", action="store_true", help="remove every run")
+    c = sub.add_parser("clean", help="remove stale (older code or data), partial and corrupt runs, and leftover "
+                                     "temporary files; never anything that is not a run, nor a run being trained")
+    c.add_argument("--all", action="store_true", help="remove every run (still only runs)")
+    c.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     c.set_defaults(func=_clean)
     n = sub.add_parser("params", help="show a notebook's parameters (as papermill sees them)")
     n.add_argument("notebook")
@@ -63,7 +71,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
+    except KeyError as exc:
+        parser.exit(2, f"sslgeo: error: {exc.args[0] if exc.args else exc}\n")
+    except (ValueError, TypeError, OSError) as exc:  # bad input or an unusable store/data: one line, no traceback
         parser.exit(2, f"sslgeo: error: {exc}\n")
 
 

@@ -17,6 +17,7 @@ from sslgeo_lib.training.models import ENCODERS
 
 METHODS = ("simclr",)
 PRECISIONS = ("auto", "bf16", "fp32")
+MAX_SEED = 2**31 - 1  # seeds feed numpy and torch generators (seed * 1_000_003 + epoch must stay in 64 bits)
 _TYPES = {"int": int, "float": float, "str": str, "tuple[float, ...]": tuple}  # annotations, as strings
 
 
@@ -63,8 +64,11 @@ class RunConfig:
             if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
                 raise ValueError(f"RunConfig.{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("n_train", "weight_decay", "monitor_every", "seed", "subset_seed"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
                 raise ValueError(f"RunConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("seed", "subset_seed"):
+            if getattr(self, name) > MAX_SEED:
+                raise ValueError(f"RunConfig.{name} must lie in [0, {MAX_SEED}] (2**31 - 1), got {getattr(self, name)}")
         if 0 < self.n_train < 2 * self.batch_size:
             raise ValueError(f"RunConfig.n_train={self.n_train} must hold at least two batches "
                              f"(batch_size={self.batch_size}), or be 0 for the whole set")

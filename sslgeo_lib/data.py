@@ -6,9 +6,16 @@ CIFAR-10 is found, in this order:
   2. torchvision's download into the cache folder (when the network allows);
   3. otherwise a `FileNotFoundError` that names these options.
 The decoded arrays are cached as `.npy` files (`$SSLGEO_CACHE`, default `~/.cache/sslgeo`) keyed by the
-source's path, size and modification time, so a second load reads arrays instead of decoding images. The
-cache folder is complete only when its MANIFEST.json (written last) is there; the manifest also holds the
-dataset's content fingerprint (sha256 of the decoded arrays), which enters every run's id.
+source's identity: the sha256 of a tarball's bytes, or the path, size and modification time of every file of a
+folder source (so adding, removing or editing any member re-decodes). The cache folder is built under a
+temporary name and renamed into place as a unit, MANIFEST.json inside it; the manifest holds the dataset's
+content fingerprint (sha256 of the decoded arrays), which enters every run's id and is re-checked against the
+arrays on every load (a damaged cache is rebuilt, never used).
+
+A source is rejected, with the file named, when it is truncated (a tar without its end-of-archive blocks, a
+gzip stream cut short, a short batch file), when an image cannot be decoded, or when it is short: CIFAR-10 is
+class-balanced, so a split whose classes differ in size (or differ from the training classes) is incomplete.
+Relative SSLGEO_DATA / SSLGEO_CACHE paths are resolved against the directory the user ran from.
 """
 from __future__ import annotations
 
@@ -18,14 +25,18 @@ import io
 import json
 import os
 import pickle
+import shutil
 import tarfile
+import tempfile
+import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from sslgeo_lib.fileio import atomic_write, write_json
+from sslgeo_lib.fileio import TEMP_SUFFIX, env_path, sha256_file, write_json
 
 DATASETS = ("cifar10",)
 _SPLITS = ("train", "test")
@@ -46,7 +57,7 @@ class Dataset:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SSLGEO_CACHE", Path.home() / ".cache" / "sslgeo"))
+    return env_path("SSLGEO_CACHE", Path.home() / ".cache" / "sslgeo")
 
 
 def fingerprint(name: str = "cifar10") -> str:
@@ -56,9 +67,15 @@ def fingerprint(name: str = "cifar10") -> str:
 
 def load_dataset(name: str = "cifar10") -> Dataset:
     """Load a dataset by name (see DATASETS); decoded once, then read from the array cache."""
+    source = data_source(name)
+    return _load_cifar10(source, _source_key(source))
+
+
+def data_source(name: str = "cifar10") -> Path:
+    """The absolute path the dataset is read from (see the module doc)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; accepted: {', '.join(DATASETS)}")
-    return _load_cifar10(_cifar10_source())
+    return _cifar10_source()
 
 
 # --- locating the source -----------------------------------------------------------------------
@@ -66,7 +83,7 @@ def load_dataset(name: str = "cifar10") -> Dataset:
 def _cifar10_source() -> Path:
     env = os.environ.get("SSLGEO_DATA")
     if env:
-        path = Path(env).expanduser()
+        path = env_path("SSLGEO_DATA", Path())
         if _is_batches_dir(path) or _is_batches_dir(path / "cifar-10-batches-py") or _is_tree(path) \
                 or _is_tarball(path):
             return path
@@ -109,31 +126,73 @@ def _is_tarball(p: Path) -> bool:
 _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
+def _source_key(source: Path) -> str:
+    """Identity of the source's bytes: a tarball's sha256, or every file's path, size and mtime in a folder."""
+    if source.is_file():
+        return sha256_file(source)
+    files = sorted(os.path.join(d, n) for d, _, names in os.walk(source) for n in names)
+    h = hashlib.sha256()
+    for f in files:
+        st = os.stat(f)
+        h.update(f"{os.path.relpath(f, source)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 @functools.lru_cache(maxsize=2)
-def _load_cifar10(source: Path) -> Dataset:
-    stat = source.stat()
-    key = hashlib.sha1(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    folder = cache_dir() / f"cifar10-{key}"
-    manifest = _read_manifest(folder)
-    if manifest is None:
+def _load_cifar10(source: Path, key: str) -> Dataset:
+    folder = cache_dir() / f"cifar10-{hashlib.sha256(f'{source}|{key}'.encode()).hexdigest()[:16]}"
+    loaded = _read_cache(folder)
+    if loaded is None:
         arrays, classes = _decode(source)
-        for n, a in zip(_ARRAYS, arrays):
-            atomic_write(folder / f"{n}.npy", lambda f, a=a: np.save(f, a, allow_pickle=False))
-        manifest = {"classes": list(classes), "fingerprint": _fingerprint(arrays)}
-        write_json(folder / "MANIFEST.json", manifest)
-    arrays = [np.load(folder / f"{n}.npy", allow_pickle=False) for n in _ARRAYS]
+        _write_cache(folder, arrays, {"classes": list(classes), "fingerprint": _fingerprint(arrays),
+                                      "source": str(source)})
+        loaded = _read_cache(folder)
+        if loaded is None:
+            raise OSError(f"the decoded-data cache {folder} could not be read back after writing it")
+    arrays, manifest = loaded
     return Dataset("cifar10", *arrays, classes=tuple(manifest["classes"]), fingerprint=manifest["fingerprint"])
 
 
-def _read_manifest(folder: Path) -> dict | None:
-    """The decoded cache's manifest when the folder is complete, else None (it is then rebuilt)."""
+def _write_cache(folder: Path, arrays, manifest: dict) -> None:
+    """Write the arrays and their manifest into a temporary folder, then rename it into place as one unit (a
+    damaged folder of the same name is replaced; one that another process just completed is kept)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=TEMP_SUFFIX))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # as a plain mkdir would: other users may read a shared cache
+    try:
+        for n, a in zip(_ARRAYS, arrays):
+            np.save(tmp / f"{n}.npy", a, allow_pickle=False)
+        write_json(tmp / "MANIFEST.json", manifest)
+        if folder.exists() and _read_cache(folder) is None:
+            shutil.rmtree(folder)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if _read_cache(folder) is None:  # not a complete folder from a concurrent writer: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_cache(folder: Path):
+    """(arrays, manifest) when the cache folder is complete and its arrays match the manifest's fingerprint;
+    else None (and a warning if the folder exists): the caller rebuilds it."""
+    if not folder.is_dir():
+        return None
     try:
         manifest = json.loads((folder / "MANIFEST.json").read_text())
-        ok = isinstance(manifest, dict) and isinstance(manifest.get("classes"), list) \
-            and isinstance(manifest.get("fingerprint"), str) and all((folder / f"{n}.npy").is_file() for n in _ARRAYS)
-    except (OSError, ValueError):
+        if not (isinstance(manifest, dict) and isinstance(manifest.get("classes"), list)
+                and isinstance(manifest.get("fingerprint"), str)):
+            raise ValueError("MANIFEST.json is not a manifest")
+        arrays = [np.load(folder / f"{n}.npy", allow_pickle=False) for n in _ARRAYS]
+        if _fingerprint(arrays) != manifest["fingerprint"]:
+            raise ValueError("arrays do not match the manifest's fingerprint")
+    except (OSError, ValueError, EOFError) as exc:
+        warnings.warn(f"decoded-data cache {folder} is incomplete or damaged ({exc}); rebuilding it", stacklevel=4)
         return None
-    return manifest if ok else None
+    return arrays, manifest
 
 
 def _fingerprint(arrays) -> str:
@@ -148,39 +207,80 @@ def _fingerprint(arrays) -> str:
 
 def _decode(source: Path):
     if _is_tarball(source):
-        return _decode_members(_tar_members(source))
+        return _decode_members(_tar_members(source), source)
     if _is_tree(source):
         files = ((str(p.relative_to(source)), p.read_bytes) for p in sorted(source.rglob("*")) if p.is_file())
-        return _decode_members(files)
+        return _decode_members(files, source)
     batches = source if _is_batches_dir(source) else source / "cifar-10-batches-py"
     return _decode_batches(batches)
 
 
+class SourceError(ValueError):
+    """The data source is truncated, incomplete or holds an undecodable file (the file is named)."""
+
+
 def _tar_members(path: Path):
-    with tarfile.open(path) as tar:
-        for m in tar:
-            if m.isfile():
-                data = tar.extractfile(m).read()
-                yield m.name, (lambda data=data: data)
+    """(name, byte reader) of each file member; a truncated archive raises SourceError naming it."""
+    try:
+        with tarfile.open(path) as tar:
+            for m in tar:
+                if m.isfile():
+                    data = tar.extractfile(m).read()
+                    yield m.name, (lambda data=data: data)
+            _check_end_of_archive(tar, path)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise SourceError(f"{path} is truncated or not a readable tar archive ({type(exc).__name__}: {exc})") from None
 
 
-def _decode_members(members):
+def _check_end_of_archive(tar: tarfile.TarFile, path: Path) -> None:
+    """A complete tar ends with two zero blocks; one cut at a member boundary reads cleanly without them."""
+    tar.fileobj.seek(tar.offset)
+    tail = tar.fileobj.read(2 * tarfile.BLOCKSIZE)
+    if len(tail) < 2 * tarfile.BLOCKSIZE or any(tail):
+        raise SourceError(f"{path} is truncated: the archive ends without its end-of-archive blocks "
+                          f"(after {tar.offset:,} bytes of members); copy it again")
+
+
+def _decode_image(read, where: str) -> np.ndarray:
+    try:
+        return np.asarray(Image.open(io.BytesIO(read())).convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise SourceError(f"cannot decode image {where}: {exc}") from None
+
+
+def _decode_members(members, source: Path):
     """ImageFolder members (relative path, byte reader) -> arrays; classes sorted, as torchvision does."""
     found = {s: [] for s in _SPLITS}
     for name, read in members:
         parts = Path(name).parts
         if len(parts) >= 3 and parts[-3] in _SPLITS and name.lower().endswith(_IMAGE_SUFFIXES):
-            img = np.asarray(Image.open(io.BytesIO(read())).convert("RGB"), dtype=np.uint8)
+            img = _decode_image(read, f"{source}: {name}")
             found[parts[-3]].append((parts[-2], parts[-1], img))
     if not all(found.values()):
-        raise FileNotFoundError(f"no images under train/<class>/ and test/<class>/ in the source. {_OPTIONS}")
+        raise FileNotFoundError(f"no images under train/<class>/ and test/<class>/ in {source}. {_OPTIONS}")
     classes = sorted({c for c, _, _ in found["train"]})
+    _check_complete(found, classes, source)
     out = []
     for split in _SPLITS:
         items = sorted(found[split], key=lambda t: (classes.index(t[0]), t[1]))
         out += [np.stack([t[2] for t in items]).transpose(0, 3, 1, 2).copy(),
                 np.array([classes.index(t[0]) for t in items], dtype=np.int64)]
     return out, classes
+
+
+def _check_complete(found: dict, classes: list[str], source: Path) -> None:
+    """CIFAR-10 is class-balanced: every split holds the training classes, each the same number of times."""
+    for split, items in found.items():
+        counts = {c: 0 for c in classes}
+        for c, _, _ in items:
+            if c not in counts:
+                raise SourceError(f"{source}: {split}/{c}/ is a class that {source}/train/ does not have")
+            counts[c] += 1
+        if len(set(counts.values())) > 1:
+            short = min(counts, key=counts.get)
+            raise SourceError(f"{source} is incomplete: {split}/{short}/ has {counts[short]:,} images where "
+                              f"{split}/{max(counts, key=counts.get)}/ has {max(counts.values()):,} "
+                              f"(CIFAR-10 is class-balanced); copy the source again")
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -196,8 +296,22 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _read_batch(path: Path) -> dict:
-    with open(path, "rb") as f:
-        return _ArrayUnpickler(f, encoding="latin1").load()
+    try:
+        with open(path, "rb") as f:
+            batch = _ArrayUnpickler(f, encoding="latin1").load()
+    except pickle.UnpicklingError as exc:
+        if "refusing" in str(exc):
+            raise
+        raise SourceError(f"{path} is truncated or not a CIFAR-10 batch file ({exc})") from None
+    except (EOFError, ValueError, OSError) as exc:
+        raise SourceError(f"{path} is truncated or not a CIFAR-10 batch file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(batch, dict):
+        raise SourceError(f"{path} is not a CIFAR-10 batch file (holds {type(batch).__name__}, not a dict)")
+    if "data" in batch and (np.asarray(batch["data"]).ndim != 2 or np.asarray(batch["data"]).shape[1] != 3072
+                            or len(batch["data"]) != len(batch.get("labels", ()))):
+        raise SourceError(f"{path} is short or malformed: {np.asarray(batch['data']).shape} pixel rows against "
+                          f"{len(batch.get('labels', ())):,} labels (expected N x 3072 and N labels)")
+    return batch
 
 
 def _decode_batches(folder: Path):

@@ -12,7 +12,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from sslgeo_lib.config import EvalSettings, RunConfig, field_types
+from sslgeo_lib.config import MAX_SEED, EvalSettings, RunConfig, field_types
 from sslgeo_lib.training.augment import policy
 
 
@@ -44,7 +44,10 @@ PRESETS = {
                   strengths=(0.0, 0.25, 0.5, 0.75, 1.0, 1.5), seeds=(0, 1, 2),
                   eval=EvalSettings(n_test=10_000, n_anchor=500)),
 }
-SWEEP_PARAMETERS = ("strengths", "seeds")
+SWEEP_PARAMETERS = ("strengths", "seeds", "allow_large_sweep")
+# The most runs a sweep may queue without `allow_large_sweep=True`: above the largest preset (18 runs) with room
+# for custom grids, and far below a typo such as 10,000 seeds (20,000 runs of the cpu preset is about 2 months).
+MAX_SWEEP_RUNS = 100
 
 
 def resolve_preset_name(name: str = "auto") -> str:
@@ -76,9 +79,40 @@ def parse_literal(name: str, value, kind: type, text: bool = True):
     return value
 
 
+def _did_you_mean(key: str, names) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def parameter_names() -> list[str]:
     """Every parameter `make_preset` accepts besides `preset`."""
     return [*SWEEP_PARAMETERS, *field_types(RunConfig), *field_types(EvalSettings)]
+
+
+def notebook_parameters(namespace: dict) -> dict:
+    """The parameters a notebook was run with: every plain value (None, bool, number, text, list, tuple, dict)
+    defined in `namespace` (the notebook's `globals()`), except private names and IPython's own. Called first
+    in a notebook's setup cell, this holds the parameters cell and whatever papermill injected after it, so a
+    misspelt `-p` name reaches `make_preset`, which stops the notebook naming it and every accepted name."""
+    return {k: v for k, v in namespace.items() if not k.startswith("_") and k not in ("In", "Out") and _literal(v)}
+
+
+def _literal(v) -> bool:
+    """A value a parameters cell or papermill can write: None, bool, number, text, or containers of those."""
+    if isinstance(v, (list, tuple)):
+        return all(_literal(x) for x in v)
+    if isinstance(v, dict):
+        return all(isinstance(k, str) and _literal(x) for k, x in v.items())
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+class UnknownParameter(KeyError):
+    """A parameter name that no setting has (a typo, or a name from another notebook)."""
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 def _sweep_changes(strengths, seeds) -> dict:
@@ -91,28 +125,39 @@ def _sweep_changes(strengths, seeds) -> dict:
     if seeds is not None:
         changes["seeds"] = tuple(parse_literal(f"seeds[{i}]", s, int, text=False)
                                  for i, s in enumerate(parse_literal("seeds", seeds, list)))
-        if any(k < 0 for k in changes["seeds"]):
-            raise ValueError(f"seeds must be >= 0, got {list(changes['seeds'])}")
+        bad = [k for k in changes["seeds"] if not 0 <= k <= MAX_SEED]
+        if bad:
+            raise ValueError(f"seeds must lie in [0, {MAX_SEED}], got {bad}")
     if changes.get("strengths") == () or changes.get("seeds") == ():
         raise ValueError("a sweep needs at least one strength and one seed")
     return changes
 
 
-def make_preset(preset: str = "auto", strengths=None, seeds=None, **parameters) -> Preset:
-    """The named preset with notebook parameters applied (None keeps the preset's value); see the module doc."""
+def make_preset(preset: str = "auto", strengths=None, seeds=None, allow_large_sweep=False, **parameters) -> Preset:
+    """The named preset with notebook parameters applied (None keeps the preset's value); see the module doc.
+    A sweep of more than MAX_SWEEP_RUNS runs needs `allow_large_sweep=True`."""
     p = PRESETS[resolve_preset_name(preset)]
+    allow_large_sweep = parse_literal("allow_large_sweep", allow_large_sweep, bool)
     run_types, eval_types = field_types(RunConfig), field_types(EvalSettings)
     run, evals = {}, {}
     for key, value in parameters.items():
         if key not in run_types and key not in eval_types:
-            raise KeyError(f"unknown parameter {key!r}; accepted: preset, {', '.join(parameter_names())}")
+            raise UnknownParameter(f"unknown parameter {key!r}; accepted: preset, {', '.join(parameter_names())}"
+                                   f"{_did_you_mean(key, parameter_names())}")
         if value is not None:
             (run if key in run_types else evals)[key] = parse_literal(key, value, (run_types | eval_types)[key])
     try:
-        return dataclasses.replace(p, base=p.base.replace(**run), eval=p.eval.replace(**evals),
-                                   **_sweep_changes(strengths, seeds))
+        out = dataclasses.replace(p, base=p.base.replace(**run), eval=p.eval.replace(**evals),
+                                  **_sweep_changes(strengths, seeds))
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"bad notebook parameter: {exc}") from None
+    n_runs = len(out.strengths) * len(out.seeds)
+    if n_runs > MAX_SWEEP_RUNS and not allow_large_sweep:
+        raise ValueError(f"bad notebook parameter: the sweep has {n_runs:,} runs ({len(out.strengths)} strengths x "
+                         f"{len(out.seeds)} seeds), more than MAX_SWEEP_RUNS = {MAX_SWEEP_RUNS}; if that is meant, "
+                         f"pass allow_large_sweep=True (papermill: -p allow_large_sweep True; sslgeo train: "
+                         f"--allow-large-sweep)")
+    return out
 
 
 @dataclass(frozen=True)
@@ -136,7 +181,8 @@ def theory_settings(preset: str = "auto", **parameters) -> TheorySettings:
     changes = {}
     for key, value in parameters.items():
         if key not in types:
-            raise KeyError(f"unknown parameter {key!r}; accepted: preset, {', '.join(types)}")
+            raise UnknownParameter(f"unknown parameter {key!r}; accepted: preset, {', '.join(types)}"
+                                   f"{_did_you_mean(key, types)}")
         if value is not None:
             value = parse_literal(key, value, list if types[key] is tuple else int)
             changes[key] = tuple(float(v) for v in value) if key.endswith("strengths") else (

@@ -42,12 +42,17 @@ def _git_state() -> tuple[str | None, bool | None]:
     return sha, dirty
 
 
-def provenance(device: torch.device, dtype, channels_last: bool, threads: int) -> dict:
-    """A JSON-able record of the code, packages, device and numeric settings a run was made with."""
+def provenance(device: torch.device, dtype, channels_last: bool, threads: int, dataset: str = "cifar10") -> dict:
+    """A JSON-able record of the code, packages, device, numeric settings and data (its absolute source path and
+    content fingerprint) a run was made with."""
+    from sslgeo_lib.data import data_source, load_dataset
+
     sha, dirty = _git_state()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"git_sha": sha, "git_dirty": dirty, "python": platform.python_version(),
             "packages": {p: _version(p) for p in PACKAGES},
             "device": str(device), "device_name": name, "precision": "bf16" if dtype else "fp32",
             "channels_last": channels_last, "threads": threads,
+            "data": {"dataset": dataset, "source": str(data_source(dataset)),
+                     "fingerprint": load_dataset(dataset).fingerprint},
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

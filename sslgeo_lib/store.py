@@ -6,18 +6,27 @@ A run's id = sha256 of its RunConfig (JSON), the code that shapes its weights (e
 with here (device type and resolved precision, `training.loop.numerics`). Nothing else: editing
 presets, parameter parsing, provenance, the monitor, this store or any analysis module renames no run.
 
-Layout: `$SSLGEO_RUNS` (default `runs/` at the repository root) / `<run id>/` holding
-  config.json, weights.safetensors, metrics.json, provenance.json, and MANIFEST.json (sha256 of each,
-  written last: an entry without it is partial). `checkpoint.pt` exists only while training.
-  cache/  derived results, each keyed by its own settings and the code that computes it (`Run.cached`).
+Layout: `$SSLGEO_RUNS` (default `runs/` at the repository root) / `<run id>/` (16 hex digits) holding
+  config.json (written first: it marks the folder as a run of this store), weights.safetensors, metrics.json,
+  provenance.json, and MANIFEST.json (sha256 of each, written last: an entry without it is partial).
+  `checkpoint.pt` exists only while training.
+  cache/  derived results, each keyed by its own settings and the code that computes it (`Run.cached`); when
+          the store is read-only they go to the cache folder instead ($SSLGEO_CACHE/derived/<run id>/).
+`$SSLGEO_RUNS/.locks/<run id>.lock`: an OS lock held while a run trains, so two processes never train or write
+the same entry at once (the second waits, then loads what the first wrote), and `clean` never touches it.
 Every file is written to a temporary name and renamed into place. Weights load through safetensors and
-checkpoints through `torch.load(weights_only=True)`: nothing executable is ever unpickled.
+checkpoints through `torch.load(weights_only=True)`: nothing executable is ever unpickled. Anything in the
+store folder that is not provably a run (other names, symlinks, folders without a run's config) is reported
+as foreign and never modified.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +35,22 @@ from typing import Callable
 import numpy as np
 
 from sslgeo_lib.config import RunConfig
-from sslgeo_lib.fileio import atomic_write, hash_files, sha256_file, write_json
+from sslgeo_lib.fileio import TEMP_SUFFIX, Busy, atomic_write, env_path, file_lock, hash_files, sha256_file, write_json
 
 _PACKAGE = Path(__file__).resolve().parent
 TRAINING_CODE = _PACKAGE / "training"  # the boundary: every .py file below it shapes weights
 ENTRY_FILES = ("config.json", "weights.safetensors", "metrics.json", "provenance.json")
+RUN_NAME = re.compile(r"^[0-9a-f]{16}$")
+LOCKS = ".locks"
 
 
 def runs_dir() -> Path:
-    return Path(os.environ.get("SSLGEO_RUNS", _PACKAGE.parent / "runs"))
+    """The store folder: $SSLGEO_RUNS (a relative value is taken from where the user ran), else runs/."""
+    return env_path("SSLGEO_RUNS", _PACKAGE.parent / "runs")
+
+
+class StoreError(OSError):
+    """The store cannot take a new entry here (not a folder, not writable, or too little free space)."""
 
 
 def code_hash(modules=None) -> str:
@@ -75,11 +91,19 @@ class Run:
         model.load_state_dict(load_file(self.path / "weights.safetensors", device=str(device)))
         return model.to(device).eval()
 
+    def cache_folder(self) -> Path:
+        """Where derived results go: the entry's cache/ folder, or the user's cache folder when the store is
+        read-only (analysis of a store one may not write to still works, and is still cached)."""
+        from sslgeo_lib.data import cache_dir
+
+        own = self.path / "cache"
+        return own if _writable(own if own.is_dir() else self.path) else cache_dir() / "derived" / self.id
+
     def cached(self, name: str, settings: dict, compute: Callable, code: tuple[str, ...]):
         """The result of `compute()`, stored under this run and reused while `settings` and the modules named
         in `code` are unchanged. A dict of numpy arrays is stored as .npz; a list of dicts (tidy rows) as JSON."""
         key = hashlib.sha256((json.dumps(settings, sort_keys=True) + code_hash(code)).encode()).hexdigest()[:16]
-        stem = self.path / "cache" / f"{name}-{key}"
+        stem = self.cache_folder() / f"{name}-{key}"
         for path, read in ((stem.with_suffix(".npz"), _read_npz), (stem.with_suffix(".json"), _read_rows)):
             if path.is_file():
                 try:
@@ -106,8 +130,21 @@ def _read_rows(path: Path) -> list[dict]:
     return rows
 
 
+def _writable(folder: Path) -> bool:
+    """True when a file can be created in `folder` (tried, not guessed from permission bits)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-test.", suffix=TEMP_SUFFIX)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(tmp)
+    return True
+
+
 def check_entry(path: Path, cfg: RunConfig) -> str | None:
     """None when the entry is complete and intact, else what is wrong with it."""
+    if path.is_symlink():
+        return "foreign (a symlink, not a run folder)"
     manifest = path / "MANIFEST.json"
     if not manifest.is_file():
         return "partial (no MANIFEST.json)"
@@ -116,6 +153,8 @@ def check_entry(path: Path, cfg: RunConfig) -> str | None:
         if not isinstance(expected, dict):
             return "corrupt (MANIFEST.json is not an object)"
         for name in ENTRY_FILES:
+            if (path / name).is_symlink():
+                return f"corrupt ({name} is a symlink)"
             if sha256_file(path / name) != expected.get(name):
                 return f"corrupt ({name} does not match its checksum)"
         if json.loads((path / "config.json").read_text()) != cfg.to_dict():
@@ -129,6 +168,10 @@ def entry_path(cfg: RunConfig, device=None) -> Path:
     return runs_dir() / run_id(cfg, device)
 
 
+def lock_path(run: str) -> Path:
+    return runs_dir() / LOCKS / f"{run}.lock"
+
+
 def read_entry(path: Path, cfg: RunConfig) -> Run:
     read = lambda n: json.loads((path / n).read_text())  # noqa: E731
     return Run(path, cfg, read("metrics.json"), read("provenance.json"))
@@ -140,8 +183,43 @@ def load_run(cfg: RunConfig) -> Run | None:
     return read_entry(path, cfg) if check_entry(path, cfg) is None else None
 
 
+def check_store(cfg: RunConfig) -> None:
+    """Before training `cfg`: the store is a folder we can write and has room for one entry (weights, a
+    checkpoint with optimiser state, and slack); else a StoreError that says what is wrong and what to do."""
+    root = runs_dir()
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"the run store {root} (SSLGEO_RUNS) is a file, not a folder; point SSLGEO_RUNS at a folder "
+                         f"(it is created if missing)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"the run store {root} (SSLGEO_RUNS) cannot be created: {exc.strerror}") from None
+    if not _writable(root):
+        raise StoreError(f"the run store {root} (SSLGEO_RUNS) is not writable, and run {run_id(cfg)} is not in it; "
+                         f"point SSLGEO_RUNS at a writable folder (stored runs of a read-only store are still read)")
+    need, free = entry_bytes(cfg), shutil.disk_usage(root).free
+    if free < need:
+        raise StoreError(f"the run store {root} has {free / 1e6:,.0f} MB free; training a run needs about "
+                         f"{need / 1e6:,.0f} MB (weights, checkpoint and slack): free some space or move SSLGEO_RUNS")
+
+
+def entry_bytes(cfg: RunConfig) -> int:
+    """Disk space one run needs while training: weights + a checkpoint holding weights and momentum, + 16 MB."""
+    from sslgeo_lib.training.loop import new_model
+
+    n_params = sum(p.numel() for p in new_model(cfg).parameters())
+    return 4 * n_params * 3 + 16 * 2**20
+
+
+def start_entry(path: Path, cfg: RunConfig) -> None:
+    """Mark `path` as a run of this store before training into it (its config first; the MANIFEST comes last)."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()  # a link or file at a run's name is not ours to follow: drop the name, never the target
+    write_json(path / "config.json", cfg.to_dict())
+
+
 def write_entry(path: Path, cfg: RunConfig, model, metrics: dict, provenance: dict) -> Run:
-    """Persist a trained model as a complete entry (MANIFEST last) and drop its checkpoint."""
+    """Persist a trained model as a complete entry (MANIFEST last); drop its checkpoint and temporary files."""
     from safetensors.torch import save
 
     (path / "MANIFEST.json").unlink(missing_ok=True)
@@ -151,38 +229,125 @@ def write_entry(path: Path, cfg: RunConfig, model, metrics: dict, provenance: di
     write_json(path / "metrics.json", metrics)
     write_json(path / "provenance.json", provenance)
     write_json(path / "MANIFEST.json", {n: sha256_file(path / n) for n in ENTRY_FILES})
-    (path / "checkpoint.pt").unlink(missing_ok=True)
+    _leftovers(path, finished=True, remove=True)
     return read_entry(path, cfg)
 
 
+def _leftovers(path: Path, finished: bool, remove: bool) -> list[Path]:
+    """Temporary files of interrupted writes under an entry (and its checkpoint, once the entry is finished)."""
+    found = [Path(d) / n for d, _, names in os.walk(path) for n in names  # os.walk never follows symlinks
+             if n.startswith(".") and n.endswith(TEMP_SUFFIX)]
+    if finished and (path / "checkpoint.pt").is_file():
+        found.append(path / "checkpoint.pt")
+    if remove:
+        for p in found:
+            p.unlink(missing_ok=True)
+    return found
+
+
+def _read_config(path: Path) -> RunConfig | None:
+    try:
+        return RunConfig(**json.loads((path / "config.json").read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _is_run(path: Path) -> bool:
+    """Provably a run of this store: a real folder with a run's name holding a run's config.json (or a MANIFEST
+    that lists a run's files)."""
+    if path.is_symlink() or not path.is_dir() or not RUN_NAME.match(path.name):
+        return False
+    if (path / "config.json").is_file() and not (path / "config.json").is_symlink() and _read_config(path):
+        return True
+    try:
+        manifest = json.loads((path / "MANIFEST.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and set(ENTRY_FILES) <= set(manifest)
+
+
+def _busy(run: str) -> bool:
+    """True while another process holds the run's training lock."""
+    if not lock_path(run).is_file():
+        return False
+    try:
+        with file_lock(lock_path(run), blocking=False):
+            return False
+    except Busy:
+        return True
+    except OSError:  # a read-only store: nobody can be training into it
+        return False
+
+
 def list_runs() -> list[dict]:
-    """One row per store entry: id, status, and the config fields that name a sweep point."""
+    """One row per item in the store folder: id, kind ("run" or "foreign"), status, and the config fields that
+    name a sweep point. Nothing here can fail on a malformed entry: each is reported and the listing goes on."""
+    root = runs_dir()
     rows = []
-    for path in sorted(p for p in runs_dir().glob("*") if p.is_dir()):
-        try:
-            cfg = RunConfig(**json.loads((path / "config.json").read_text()))
-        except (OSError, ValueError, TypeError, KeyError):
-            status = "training (interrupted or running)" if (path / "checkpoint.pt").is_file() else "unreadable"
-            rows.append({"id": path.name, "status": status})
+    items = sorted(p for p in root.iterdir() if p.name != LOCKS) if root.is_dir() else []
+    for path in items:
+        if not _is_run(path):
+            why = "a symlink" if path.is_symlink() else "not a run of this store"
+            rows.append({"id": path.name, "kind": "foreign", "status": f"foreign ({why}; left alone)"})
             continue
-        current = run_id(cfg) == path.name
-        problem = check_entry(path, cfg)
-        status = "ok" if problem is None else problem
-        rows.append({"id": path.name, "status": status if current else f"{status}, stale code or data",
-                     **{k: getattr(cfg, k) for k in ("encoder", "strength", "seed", "epochs", "n_train")}})
+        rows.append(_run_row(path))
     return rows
 
 
-def clean(stale_only: bool = True) -> list[str]:
-    """Remove stale (older code or data), partial and corrupt entries; everything if not stale_only.
-    An entry that is training (a checkpoint and no config yet) is never removed."""
-    import shutil
+def _run_row(path: Path) -> dict:
+    cfg = _read_config(path)
+    if _busy(path.name):
+        status = "training (running now)"
+    elif cfg is None:
+        status = "corrupt (config.json unreadable)"
+    else:
+        status = check_entry(path, cfg) or "ok"
+        if status.startswith("partial") and (path / "checkpoint.pt").is_file():
+            status = "partial (interrupted; resumes from its checkpoint)"
+    row = {"id": path.name, "kind": "run", "status": status}
+    if cfg is not None:
+        try:
+            current = run_id(cfg) == path.name
+        except (OSError, ValueError) as exc:  # no data to fingerprint: identity cannot be checked here
+            row["status"] = f"{status}, identity unchecked ({type(exc).__name__})"
+            current = True
+        if not current:
+            row["status"] = f"{status}, stale code or data"
+        row.update({k: getattr(cfg, k) for k in ("encoder", "strength", "seed", "epochs", "n_train")})
+        row["stale"] = not current
+    return row
 
-    removed = []
+
+def clean(stale_only: bool = True, dry_run: bool = False) -> list[str]:
+    """Remove stale (older code or data), partial and corrupt runs (every run if not `stale_only`), and the
+    temporary files and leftover checkpoints of finished ones; an interrupted run that can resume is kept unless
+    stale or `stale_only` is False. Returns what was (or, with `dry_run`, would be)
+    removed, as paths relative to the store. Only provable runs are touched; symlinks are never followed; a run
+    being trained (its lock held) is never touched, and each removal holds the run's lock."""
+    root, removed = runs_dir(), []
     for row in list_runs():
-        if row["status"].startswith("training"):
+        if row["kind"] != "run" or row["status"].startswith("training"):
             continue
-        if not stale_only or row["status"] != "ok":
-            shutil.rmtree(runs_dir() / row["id"])
-            removed.append(row["id"])
+        path = root / row["id"]
+        resumable = row["status"].startswith("partial (interrupted")
+        whole = not stale_only or row.get("stale", False) or (row["status"] != "ok" and not resumable)
+        try:
+            with _maybe_lock(row["id"], dry_run):
+                if not _is_run(path):  # re-checked under the lock
+                    continue
+                if whole:
+                    removed.append(row["id"])
+                    if not dry_run:
+                        shutil.rmtree(path)
+                else:
+                    found = _leftovers(path, finished=True, remove=not dry_run)
+                    removed += [str(p.relative_to(root)) for p in found]
+        except Busy:
+            continue
     return removed
+
+
+def _maybe_lock(run: str, dry_run: bool):
+    from contextlib import nullcontext
+
+    return nullcontext() if dry_run else file_lock(lock_path(run), blocking=False)

@@ -8,34 +8,72 @@ import pandas as pd
 
 from sslgeo_lib.config import RunConfig
 from sslgeo_lib.presets import Preset
-from sslgeo_lib.store import Run, check_entry, entry_path, read_entry, write_entry
+from sslgeo_lib.fileio import file_lock
+from sslgeo_lib.store import (Run, check_entry, check_store, entry_path, lock_path, read_entry, start_entry,
+                              write_entry)
 
 
 def get_or_train(cfg: RunConfig, progress: bool = True, device=None) -> Run:
     """The stored run for `cfg`; trains it (resuming from a checkpoint if one exists) when absent.
 
-    A corrupt entry is reported with a warning, removed and retrained. A second call never retrains.
+    A complete entry is read without any lock (a read-only store works). Otherwise the run's lock is taken
+    (waiting, with a message, while another process trains it), the entry is checked again (that process may
+    have finished it), and the store is checked for room before any training. A corrupt entry is reported
+    with a warning, removed and retrained. A second call never retrains.
     """
+    path = entry_path(cfg, device)
+    if check_entry(path, cfg) is None:
+        return read_entry(path, cfg)
+    check_store(cfg)
+    check_fits(cfg)
+    waiting = lambda: warnings.warn(f"run {path.name} is being trained by another process; waiting for it",  # noqa: E731
+                                    stacklevel=4)
+    with file_lock(lock_path(path.name), on_wait=waiting):
+        return _train_entry(path, cfg, progress, device)
+
+
+def _train_entry(path, cfg: RunConfig, progress: bool, device) -> Run:
+    """Under the run's lock: load it if another process finished it meanwhile, else (re)train and write it."""
     from sslgeo_lib.monitor import monitor_for
     from sslgeo_lib.provenance import provenance
     from sslgeo_lib.training.loop import train
 
-    path = entry_path(cfg, device)
     problem = check_entry(path, cfg)
     if problem is None:
         return read_entry(path, cfg)
-    if path.exists() and not (path / "checkpoint.pt").is_file():
-        warnings.warn(f"run {path.name} is {problem}; retraining it", stacklevel=2)
-        shutil.rmtree(path)
-    elif path.exists():
-        warnings.warn(f"run {path.name} is {problem}; resuming from its last checkpoint", stacklevel=2)
+    if path.is_dir() and not path.is_symlink() and (path / "checkpoint.pt").is_file():
+        warnings.warn(f"run {path.name} is {problem}; resuming from its last checkpoint", stacklevel=3)
+    elif path.exists() or path.is_symlink():
+        warnings.warn(f"run {path.name} is {problem}; retraining it", stacklevel=3)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+    start_entry(path, cfg)
     result = train(cfg, path, progress=progress, device=device, monitor=monitor_for(cfg))
     return write_entry(path, cfg, result.model, result.metrics,
-                       provenance(result.device, result.dtype, result.channels_last, result.threads))
+                       provenance(result.device, result.dtype, result.channels_last, result.threads, cfg.dataset))
+
+
+def check_fits(cfg: RunConfig) -> None:
+    """`cfg` asks for no more training images than its dataset has (never a silent cap)."""
+    from sslgeo_lib.data import load_dataset
+
+    n = len(load_dataset(cfg.dataset).y_train)
+    if cfg.n_train > n:
+        raise ValueError(f"n_train={cfg.n_train:,} is larger than the {n:,} training images of {cfg.dataset} "
+                         f"(use n_train <= {n:,}, or 0 for all of them)")
 
 
 def sweep(preset: Preset, progress: bool = True) -> list[Run]:
-    """Every run of the preset's sweep (strengths outer, seeds inner), training only those not yet stored."""
+    """Every run of the preset's sweep (strengths outer, seeds inner), training only those not yet stored.
+    Before any run trains: the store is checked (when a run is missing) and the evaluation sizes against the data,
+    so a bad store or n_test fails now, not after training."""
+    from sslgeo_lib.data import load_dataset
+
+    missing = [c for c in preset.configs() if check_entry(entry_path(c), c) is not None]
+    if missing:
+        check_store(missing[0])
+    data = load_dataset(preset.base.dataset)
+    preset.eval.anchor_size(len(data.y_test)), preset.eval.id_size(len(data.y_test))
     return [get_or_train(cfg, progress=progress) for cfg in preset.configs()]
 
 

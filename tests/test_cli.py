@@ -17,7 +17,7 @@ def test_train_list_and_clean(cifar, isolated_store, capsys):
     listed = capsys.readouterr().out
     assert "1 run(s)" in listed and " ok " in listed
     main(["clean", "--all"])
-    assert "removed 1 run(s)" in capsys.readouterr().out
+    assert "removed 1 item(s)" in capsys.readouterr().out
 
 
 def test_bad_arguments_exit_with_a_message(capsys):

@@ -66,3 +66,26 @@ def test_papermill_strings_are_parsed():
 def test_bad_notebook_parameters(kwargs, error, message):
     with pytest.raises(error, match=message):
         make_preset("smoke", **kwargs)
+
+
+def test_notebook_parameters_are_the_plain_values_of_the_namespace():
+    import numpy as np
+
+    from sslgeo_lib.presets import notebook_parameters
+
+    namespace = {"preset": "smoke", "strengths": None, "seeds": [0, 1], "strenghts": "[0.5]", "np": np, "len": len,
+                 "_i1": "a cell", "In": ["a cell"], "Out": {}, "LABELS": {"a": object()}, "grid": (1.0, 2.0)}
+    assert notebook_parameters(namespace) == {"preset": "smoke", "strengths": None, "seeds": [0, 1],
+                                              "strenghts": "[0.5]", "grid": (1.0, 2.0)}
+
+
+def test_an_unknown_parameter_is_named_with_a_suggestion():
+    import pytest
+
+    from sslgeo_lib.presets import UnknownParameter, make_preset, theory_settings
+
+    with pytest.raises(UnknownParameter, match="unknown parameter 'strenghts'; accepted: preset, strengths, .*"
+                                               "did you mean 'strengths'"):
+        make_preset("smoke", strenghts="[0.5]")
+    with pytest.raises(UnknownParameter, match="unknown parameter 'step'; accepted: .*did you mean 'steps'"):
+        theory_settings("smoke", step=3)

@@ -1,0 +1,431 @@
+"""Drills against the run store and the data source: clean, kills, races, damaged caches and sources, bad
+parameters, unusable stores. Kills and races run real subprocesses; the data is a small generated tree."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sslgeo_lib import data, store
+from sslgeo_lib.config import RunConfig
+from sslgeo_lib.data import SourceError, load_dataset
+from sslgeo_lib.fileio import file_lock
+from sslgeo_lib.presets import MAX_SWEEP_RUNS, make_preset
+from sslgeo_lib.store import StoreError, check_entry, list_runs, run_id, runs_dir
+from sslgeo_lib.sweep import get_or_train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = RunConfig(n_train=200, encoder_width=4, projector_width=16, projector_out=8, epochs=1, batch_size=64,
+                 monitor_every=1, strength=0.5)
+
+
+def make_tree(root: Path, n_train: int = 24, n_test: int = 6, n_classes: int = 10, seed: int = 0) -> Path:
+    """A class-balanced ImageFolder tree of random 32x32 PNGs."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for c in range(n_classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture
+def area(monkeypatch):
+    """A work area with its own data tree, cache and store; the environment points at them."""
+    root = Path(tempfile.mkdtemp(prefix="sslgeo-drill-"))
+    make_tree(root / "tree")
+    for name in ("cache", "runs"):
+        (root / name).mkdir()
+    monkeypatch.setenv("SSLGEO_DATA", str(root / "tree"))
+    monkeypatch.setenv("SSLGEO_CACHE", str(root / "cache"))
+    monkeypatch.setenv("SSLGEO_RUNS", str(root / "runs"))
+    data._load_cifar10.cache_clear()
+    yield root
+    data._load_cifar10.cache_clear()
+    subprocess.run(["chmod", "-R", "u+rwX", str(root)], check=False)
+    subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def python(code: str, *args, env=None) -> subprocess.Popen:
+    """Start `code` in a fresh interpreter with this environment (plus `env`)."""
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return out
+
+
+TRAIN_ONE = """
+import json, sys
+from pathlib import Path
+from sslgeo_lib.config import RunConfig
+from sslgeo_lib.training import loop
+from sslgeo_lib import sweep
+real_train = loop.train
+def counted(*a, **k):
+    with open(sys.argv[2], "a") as f:
+        f.write("trained\\n")
+    return real_train(*a, **k)
+loop.train = counted
+run = sweep.get_or_train(RunConfig(**json.loads(sys.argv[1])), progress=False)
+print(run.id)
+"""
+
+
+# --- clean -------------------------------------------------------------------------------------------------
+
+def test_clean_touches_only_runs(area, capsys):
+    from sslgeo_lib.cli import main
+
+    root = area / "runs"
+    ok = get_or_train(TINY, progress=False)
+    other = get_or_train(TINY.replace(seed=1), progress=False)
+    (root / ".ssh").mkdir()
+    (root / ".ssh" / "id_rsa").write_text("secret")
+    (root / "Documents").mkdir()
+    outside = area / "elsewhere"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    (root / "link").symlink_to(outside)
+    (root / "0123456789abcdef").symlink_to(other.path)  # a symlink with a run's name is not a run either
+    (root / "fedcba9876543210").mkdir()  # a run's name but no run inside
+    (root / "fedcba9876543210" / "notes.txt").write_text("mine")
+    foreign = {".ssh", "Documents", "link", "0123456789abcdef", "fedcba9876543210"}
+    rows = {r["id"]: r for r in list_runs()}
+    assert {k for k, r in rows.items() if r["kind"] == "foreign"} == foreign
+    main(["clean", "--all", "--dry-run"])
+    listed = capsys.readouterr().out
+    assert "would remove 2 item(s)" in listed and ok.id in listed and other.id in listed
+    assert ok.path.is_dir() and other.path.is_dir()
+    main(["clean", "--all"])
+    assert "removed 2 item(s)" in capsys.readouterr().out
+    assert sorted(p.name for p in root.iterdir() if p.name != ".locks") == sorted(foreign)
+    assert (root / ".ssh" / "id_rsa").read_text() == "secret" and (outside / "keep.txt").read_text() == "keep"
+    assert (root / "fedcba9876543210" / "notes.txt").read_text() == "mine"
+
+
+def test_clean_removes_leftovers_of_finished_runs_and_keeps_the_runs(area):
+    run = get_or_train(TINY, progress=False)
+    (run.path / ".weights.safetensors.x1.tmp").write_bytes(b"half")
+    (run.path / "cache").mkdir(exist_ok=True)
+    (run.path / "cache" / ".features.x2.tmp").write_bytes(b"half")
+    (run.path / "checkpoint.pt").write_bytes(b"stale")
+    removed = store.clean(stale_only=True)
+    assert sorted(removed) == sorted(f"{run.id}/{n}" for n in (".weights.safetensors.x1.tmp",
+                                                              "cache/.features.x2.tmp", "checkpoint.pt"))
+    assert check_entry(run.path, TINY) is None and not (run.path / "checkpoint.pt").exists()
+
+
+# --- kills and races (real processes) ----------------------------------------------------------------------
+
+HOLD_AFTER_FIRST_CHECKPOINT = """
+import json, sys, time
+from sslgeo_lib.config import RunConfig
+from sslgeo_lib.training import loop
+from sslgeo_lib import sweep
+real_save = loop._save_checkpoint
+def save_then_hang(path, *a, **k):
+    real_save(path, *a, **k)
+    print("checkpoint", flush=True)
+    time.sleep(600)
+loop._save_checkpoint = save_then_hang
+sweep.get_or_train(RunConfig(**json.loads(sys.argv[1])), progress=False)
+"""
+
+
+def test_a_killed_trainer_blocks_nothing_and_its_run_resumes_to_the_same_weights(area, tmp_path, monkeypatch):
+    cfg = TINY.replace(epochs=2)
+    proc = python(HOLD_AFTER_FIRST_CHECKPOINT, json.dumps(cfg.to_dict()))
+    assert proc.stdout.readline().strip() == "checkpoint"  # epoch 1 is saved; the trainer holds the run's lock
+    rid = run_id(cfg)
+    assert [r["status"] for r in list_runs()] == ["training (running now)"]
+    assert store.clean(stale_only=False) == [] and (runs_dir() / rid / "checkpoint.pt").is_file()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert [r["status"] for r in list_runs()] == ["partial (interrupted; resumes from its checkpoint)"]
+    with pytest.warns(UserWarning, match="resuming from its last checkpoint"):
+        resumed = get_or_train(cfg, progress=False)  # the dead process's lock does not block
+    assert resumed.metrics["epoch"] == [1, 2]
+    monkeypatch.setenv("SSLGEO_RUNS", str(tmp_path / "other"))
+    straight = get_or_train(cfg, progress=False)
+    for k, v in straight.model().state_dict().items():
+        torch.testing.assert_close(resumed.model().state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_two_processes_asking_for_the_same_run_train_it_once(area, tmp_path):
+    load_dataset()  # decode once, before the race
+    counter = tmp_path / "trained.txt"
+    procs = [python(TRAIN_ONE, json.dumps(TINY.to_dict()), str(counter)) for _ in range(2)]
+    ids = {finish(p).strip() for p in procs}
+    assert ids == {run_id(TINY)}
+    assert counter.read_text() == "trained\n"  # one trained; the other waited and loaded its entry
+    assert check_entry(runs_dir() / run_id(TINY), TINY) is None
+    assert not [p for p in (runs_dir() / run_id(TINY)).iterdir() if p.name.endswith(".tmp")]
+
+
+# --- malformed entries -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["manifest []", "manifest null", "config null", "weights symlink"])
+def test_a_malformed_entry_is_reported_and_blocks_nothing(area, damage):
+    run = get_or_train(TINY, progress=False)
+    good = get_or_train(TINY.replace(seed=1), progress=False)
+    if damage.startswith("manifest"):
+        (run.path / "MANIFEST.json").write_text(damage.split()[1])
+    elif damage == "config null":
+        (run.path / "config.json").write_text("null")
+    else:
+        target = area / "weights-elsewhere"
+        (run.path / "weights.safetensors").rename(target)
+        (run.path / "weights.safetensors").symlink_to(target)
+    rows = {r["id"]: r["status"] for r in list_runs()}
+    assert rows[good.id] == "ok" and rows[run.id].startswith("corrupt")
+    with pytest.warns(UserWarning, match="is corrupt .*; retraining it"):
+        fixed = get_or_train(TINY, progress=False)
+    assert check_entry(fixed.path, TINY) is None and get_or_train(TINY.replace(seed=1), progress=False).id == good.id
+    if damage == "weights symlink":
+        assert (area / "weights-elsewhere").is_file()  # the link's target is never touched
+
+
+def test_a_symlink_at_a_runs_name_is_replaced_and_its_target_kept(area):
+    outside = area / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    (runs_dir()).mkdir(exist_ok=True)
+    (runs_dir() / run_id(TINY)).symlink_to(outside)
+    with pytest.warns(UserWarning, match="foreign \\(a symlink"):
+        run = get_or_train(TINY, progress=False)
+    assert not run.path.is_symlink() and check_entry(run.path, TINY) is None
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
+
+
+# --- the data source and its decoded cache -----------------------------------------------------------------
+
+def test_the_same_config_on_two_trees_names_two_runs(area, monkeypatch):
+    first = run_id(TINY)
+    make_tree(area / "tree2", seed=1)
+    monkeypatch.setenv("SSLGEO_DATA", str(area / "tree2"))
+    assert run_id(TINY) != first
+
+
+def test_editing_or_adding_a_member_redecodes(area):
+    before = load_dataset()
+    img = area / "tree" / "train" / "class3" / "0005.png"
+    stat = img.stat()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img)
+    os.utime(area / "tree", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the top folder looks unchanged
+    edited = load_dataset()
+    assert edited.fingerprint != before.fingerprint and edited.x_train[3 * 24 + 5].max() == 0
+    for c in range(10):  # one more image per class keeps the tree balanced
+        Image.fromarray(np.full((32, 32, 3), c, np.uint8)).save(area / "tree" / "train" / f"class{c}" / "9999.png")
+    assert len(load_dataset().y_train) == 250
+
+
+def _tar(tree: Path, path: Path, mode: str = "w") -> Path:
+    with tarfile.open(path, mode) as tar:
+        tar.add(tree, arcname="cifar")
+    return path
+
+
+def test_a_tar_cut_at_a_member_boundary_is_rejected(area, monkeypatch):
+    full = _tar(area / "tree", area / "full.tar")
+    with tarfile.open(full) as tar:
+        last = tar.getmembers()[-1]
+    cut = area / "cut.tar"
+    cut.write_bytes(full.read_bytes()[:last.offset])  # every member before `last` is whole
+    monkeypatch.setenv("SSLGEO_DATA", str(cut))
+    with pytest.raises(SourceError, match=f"{cut} is truncated"):
+        load_dataset()
+
+
+def test_a_cut_gzip_tar_is_rejected(area, monkeypatch):
+    full = _tar(area / "tree", area / "full.tar.gz", "w:gz")
+    cut = area / "cut.tar.gz"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    monkeypatch.setenv("SSLGEO_DATA", str(cut))
+    with pytest.raises(SourceError, match=f"{cut} is truncated or not a readable tar"):
+        load_dataset()
+
+
+def test_a_short_class_and_an_undecodable_image_are_named(area):
+    (area / "tree" / "test" / "class7" / "0002.png").unlink()
+    with pytest.raises(SourceError, match="incomplete: test/class7/ has 5 images where test/class0/ has 6"):
+        load_dataset()
+    (area / "tree" / "test" / "class7" / "0002.png").write_bytes(b"not a png")
+    with pytest.raises(SourceError, match="cannot decode image .*test/class7/0002.png"):
+        load_dataset()
+
+
+@pytest.mark.parametrize("damage", ["missing array", "truncated array", "manifest []", "edited array"])
+def test_a_damaged_decoded_cache_is_rebuilt(area, damage):
+    first = load_dataset()
+    (folder,) = [p for p in (area / "cache").iterdir() if p.name.startswith("cifar10-")]
+    if damage == "missing array":
+        (folder / "x_test.npy").unlink()
+    elif damage == "truncated array":
+        (folder / "x_train.npy").write_bytes((folder / "x_train.npy").read_bytes()[:1000])
+    elif damage == "manifest []":
+        (folder / "MANIFEST.json").write_text("[]")
+    else:
+        x = np.load(folder / "x_train.npy")
+        x[0, 0, 0, 0] ^= 1
+        np.save(folder / "x_train.npy", x)
+    data._load_cifar10.cache_clear()
+    with pytest.warns(UserWarning, match="incomplete or damaged.*rebuilding"):
+        again = load_dataset()
+    assert again.fingerprint == first.fingerprint and np.array_equal(again.x_train, first.x_train)
+    assert [p.name for p in (area / "cache").iterdir()] == [folder.name]  # no temporary folder left
+
+
+def test_n_train_beyond_the_data_is_an_error_before_training(area, monkeypatch):
+    monkeypatch.setattr("sslgeo_lib.training.loop.train", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(ValueError, match="n_train=1,000 is larger than the 240 training images"):
+        get_or_train(TINY.replace(n_train=1000), progress=False)
+
+
+# --- parameters --------------------------------------------------------------------------------------------
+
+def test_a_misspelt_notebook_parameter_stops_the_notebook(area, tmp_path):
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(str(ROOT / "book" / "c2_invariance.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"preset": "smoke", "strenghts": "[0.5]"}, cwd=str(ROOT / "book"),
+                                   progress_bar=False, kernel_name="python3")
+    assert "unknown parameter 'strenghts'" in str(err.value) and "did you mean 'strengths'" in str(err.value)
+    assert "n_views" in str(err.value)  # the accepted names are listed
+    assert list_runs() == []  # nothing trained
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"n_test": -5}, "n_test must be >= 0"), ({"n_views": 0}, "n_views must be >= 1"),
+    ({"seeds": [2**62]}, "seeds must lie in \\[0, 2147483647\\]"), ({"epochs": 0}, "epochs must be > 0"),
+    ({"n_anchor": 900, "n_test": 500}, "n_anchor=900 is larger than n_test=500"),
+    ({"seeds": list(range(10_000))}, f"20,000 runs .* more than MAX_SWEEP_RUNS = {MAX_SWEEP_RUNS}.*allow_large_sweep"),
+])
+def test_bad_numbers_fail_before_training_naming_the_parameter(params, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make_preset("smoke", **params)
+
+
+def test_a_large_sweep_runs_when_asked_for():
+    assert len(make_preset("smoke", seeds=list(range(10_000)), allow_large_sweep="True").configs()) == 20_000
+
+
+def test_a_test_size_beyond_the_data_fails_before_any_training(area, monkeypatch):
+    from sslgeo_lib.sweep import sweep
+
+    monkeypatch.setattr("sslgeo_lib.training.loop.train", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(ValueError, match="n_test=500 is larger than the 60 images"):
+        sweep(make_preset("smoke", n_train=0, n_test=500, n_anchor=10, n_id=0))
+
+
+# --- the environment ---------------------------------------------------------------------------------------
+
+def test_a_store_path_that_is_a_file_is_one_line_before_training(area):
+    (area / "store-file").write_text("")
+    proc = subprocess.run([sys.executable, "-m", "sslgeo_lib.cli", "train", "--preset", "smoke", "--quiet"],
+                          cwd=ROOT, env={**os.environ, "SSLGEO_RUNS": str(area / "store-file")},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[1:] == [
+        f"sslgeo: error: the run store {area / 'store-file'} (SSLGEO_RUNS) is a file, not a folder; point "
+        "SSLGEO_RUNS at a folder (it is created if missing)"]
+
+
+def test_a_full_disk_fails_before_training(area, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))
+    monkeypatch.setattr("sslgeo_lib.training.loop.train", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(StoreError, match="has 1 MB free; training a run needs about 17 MB"):
+        get_or_train(TINY, progress=False)
+
+
+READ_ONLY = """
+import json, sys
+from sslgeo_lib.config import RunConfig
+from sslgeo_lib.embed import clean_features
+from sslgeo_lib.store import load_run, StoreError
+from sslgeo_lib.sweep import get_or_train
+cfg = RunConfig(**json.loads(sys.argv[1]))
+run = get_or_train(cfg, progress=False)  # stored: read without writing anything
+print(run.cache_folder())
+run.cached("probe", {"k": 1}, lambda: {"a": __import__("numpy").arange(3.0)}, ("embed.py",))
+try:
+    get_or_train(cfg.replace(seed=5), progress=False)
+except StoreError as exc:
+    print("refused:", exc)
+"""
+
+
+def read_only_python(code: str, *args, store: Path) -> subprocess.Popen:
+    """Run `code` with `store` read-only for it: by permission bits for a normal user; for root (who writes
+    through permission bits) by a read-only bind mount in a private mount namespace of the child alone."""
+    if os.geteuid() != 0:
+        for d, _, _ in os.walk(store):
+            os.chmod(d, 0o555)
+        return python(code, *args)
+    if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
+        pytest.skip("running as root without the right to make a private read-only mount")
+    remount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+    return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", remount, str(store),
+                             sys.executable, "-c", code, *args], cwd=ROOT, env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_read_only_store_is_analysed_and_never_trained_into(area):
+    run = get_or_train(TINY, progress=False)
+    out = finish(read_only_python(READ_ONLY, json.dumps(TINY.to_dict()), store=area / "runs")).splitlines()
+    assert out[0] == str(area / "cache" / "derived" / run.id)
+    assert out[1].startswith(f"refused: the run store {area / 'runs'} (SSLGEO_RUNS) is not writable")
+    assert [p.name for p in (area / "cache" / "derived" / run.id).iterdir()][0].startswith("probe-")
+    assert sorted(p.name for p in run.path.iterdir()) == sorted(["MANIFEST.json", "config.json", "metrics.json",
+                                                                 "provenance.json", "weights.safetensors"])
+
+
+def test_relative_paths_are_taken_from_where_the_user_ran(area):
+    code = ("from sslgeo_lib.store import runs_dir; from sslgeo_lib.data import cache_dir, data_source; "
+            "print(runs_dir()); print(cache_dir()); print(data_source())")
+    env = {"PWD": str(area), "SSLGEO_RUNS": "runs", "SSLGEO_CACHE": "cache", "SSLGEO_DATA": "tree"}
+    proc = python(code, env=env)  # the process runs in the repository, as a notebook kernel runs in book/
+    assert finish(proc).split() == [str(area / "runs"), str(area / "cache"), str(area / "tree")]
+
+
+def test_provenance_records_the_data_and_its_absolute_source(area):
+    run = get_or_train(TINY, progress=False)
+    assert run.provenance["data"] == {"dataset": "cifar10", "source": str(area / "tree"),
+                                      "fingerprint": load_dataset().fingerprint}
+    assert run.provenance["threads"] == 2
+
+
+def test_a_lock_held_by_a_live_process_is_busy_and_released_by_its_death(area):
+    lock = runs_dir() / ".locks" / "x.lock"
+    holder = python(f"from sslgeo_lib.fileio import file_lock\nimport time\n"
+                    f"with file_lock({str(lock)!r}):\n    print('held', flush=True); time.sleep(600)")
+    assert holder.stdout.readline().strip() == "held"
+    from sslgeo_lib.fileio import Busy
+
+    with pytest.raises(Busy):
+        with file_lock(lock, blocking=False):
+            pass
+    holder.kill()
+    holder.wait()
+    t0 = time.perf_counter()
+    with file_lock(lock, blocking=False):
+        assert time.perf_counter() - t0 < 1
