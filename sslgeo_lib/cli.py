@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
 
 from sslgeo_lib.presets import PRESETS, make_preset
@@ -73,7 +74,7 @@ def main(argv=None) -> None:
         args.func(args)
     except KeyError as exc:
         parser.exit(2, f"sslgeo: error: {exc.args[0] if exc.args else exc}\n")
-    except (ValueError, TypeError, OSError) as exc:  # bad input or an unusable store/data: one line, no traceback
+    except (ValueError, TypeError, OSError, pickle.UnpicklingError) as exc:  # bad input, unusable store or data
         parser.exit(2, f"sslgeo: error: {exc}\n")
 
 

@@ -31,7 +31,7 @@ class RunConfig:
     encoder: str = "small_cnn"     # small_cnn (CPU) | resnet18 (CIFAR stem)
     encoder_width: int = 32        # small_cnn base width; D = 8 * width (ignored by resnet18, D = 512)
     projector_width: int = 512     # hidden width of the projector MLP
-    projector_depth: int = 2       # number of linear layers (1 = linear projector); SimCLR uses 2
+    projector_depth: int = 2       # linear layers of the projector (0 = none: the loss acts on h; 1 = linear); SimCLR: 2
     projector_out: int = 128       # m, dimension of z; SimCLR uses 128
     method: str = "simclr"         # SSL objective (NT-Xent)
     strength: float = 0.5          # augmentation strength s (0 = identity; 0.5 = SimCLR's CIFAR setting)
@@ -58,12 +58,11 @@ class RunConfig:
 
     def _check_ranges(self):
         policy(self.strength)  # raises for negative or non-finite strength
-        positive = ("encoder_width", "projector_width", "projector_depth", "projector_out", "epochs",
-                    "batch_size", "lr", "temperature")
+        positive = ("encoder_width", "projector_width", "projector_out", "epochs", "batch_size", "lr", "temperature")
         for name in positive:
             if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
                 raise ValueError(f"RunConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("n_train", "weight_decay", "monitor_every", "seed", "subset_seed"):
+        for name in ("n_train", "weight_decay", "monitor_every", "seed", "subset_seed", "projector_depth"):
             if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
                 raise ValueError(f"RunConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("seed", "subset_seed"):

@@ -84,14 +84,15 @@ def _cifar10_source() -> Path:
     env = os.environ.get("SSLGEO_DATA")
     if env:
         path = env_path("SSLGEO_DATA", Path())
-        if _is_batches_dir(path) or _is_batches_dir(path / "cifar-10-batches-py") or _is_tree(path) \
-                or _is_tarball(path):
+        if _is_batches_dir(path / "cifar-10-batches-py"):
+            return path / "cifar-10-batches-py"  # the batches folder itself: nothing else beside it is read
+        if _is_batches_dir(path) or _is_tree(path) or _is_tarball(path):
             return path
-        raise FileNotFoundError(f"SSLGEO_DATA={env} is not a CIFAR-10 source. {_OPTIONS}")
+        raise FileNotFoundError(f"SSLGEO_DATA={env} ({path}) is not a CIFAR-10 source. {_OPTIONS}")
     downloaded = cache_dir() / "torchvision"
     if not _is_batches_dir(downloaded / "cifar-10-batches-py"):
         _download(downloaded)
-    return downloaded
+    return downloaded / "cifar-10-batches-py"
 
 
 _OPTIONS = ("Accepted: set SSLGEO_DATA to (1) torchvision's 'cifar-10-batches-py' folder or its parent, "
@@ -129,13 +130,20 @@ _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 def _source_key(source: Path) -> str:
     """Identity of the source's bytes: a tarball's sha256, or every file's path, size and mtime in a folder."""
     if source.is_file():
-        return sha256_file(source)
+        st = source.stat()
+        return _tarball_key(source, st.st_size, st.st_mtime_ns, st.st_ino)
     files = sorted(os.path.join(d, n) for d, _, names in os.walk(source) for n in names)
     h = hashlib.sha256()
     for f in files:
         st = os.stat(f)
         h.update(f"{os.path.relpath(f, source)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _tarball_key(source: Path, size: int, mtime_ns: int, inode: int) -> str:
+    """A tarball's sha256, hashed once per process while its size, mtime and inode stay the same."""
+    return sha256_file(source)
 
 
 @functools.lru_cache(maxsize=2)
@@ -166,7 +174,11 @@ def _write_cache(folder: Path, arrays, manifest: dict) -> None:
             np.save(tmp / f"{n}.npy", a, allow_pickle=False)
         write_json(tmp / "MANIFEST.json", manifest)
         if folder.exists() and _read_cache(folder) is None:
-            shutil.rmtree(folder)
+            try:  # move the damaged folder aside in one step (a concurrent rebuilder may have done so already)
+                os.rename(folder, Path(str(tmp) + ".old"))
+            except OSError:
+                pass
+            shutil.rmtree(Path(str(tmp) + ".old"), ignore_errors=True)
         try:
             os.rename(tmp, folder)
         except OSError:

@@ -30,8 +30,11 @@ def encode(encoder: torch.nn.Module, x_u8: np.ndarray, device="cpu") -> np.ndarr
 
 @torch.no_grad()
 def layers(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """All layers of a float batch: {"h": (B, D), "hidden1": (B, w), ..., "z": (B, m)}."""
+    """All layers of a float batch: {"h": (B, D), "hidden1": (B, w), ..., "z": (B, m)}; z is h itself for a
+    model without a projector (depth 0)."""
     h = model.encoder(x)
+    if model.projector is None:
+        return {"h": h, "z": h}
     z, hidden = model.projector(h, hidden=True)
     return {"h": h, **{f"hidden{i + 1}": a for i, a in enumerate(hidden)}, "z": z}
 

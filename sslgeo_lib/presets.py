@@ -92,11 +92,25 @@ def parameter_names() -> list[str]:
 
 
 def notebook_parameters(namespace: dict) -> dict:
-    """The parameters a notebook was run with: every plain value (None, bool, number, text, list, tuple, dict)
-    defined in `namespace` (the notebook's `globals()`), except private names and IPython's own. Called first
-    in a notebook's setup cell, this holds the parameters cell and whatever papermill injected after it, so a
-    misspelt `-p` name reaches `make_preset`, which stops the notebook naming it and every accepted name."""
-    return {k: v for k, v in namespace.items() if not k.startswith("_") and k not in ("In", "Out") and _literal(v)}
+    """The parameters a notebook was run with, from its `globals()`: the names its parameters cell declares
+    (annotated assignments, so they are in `__annotations__`) and the names papermill injected (the cell
+    IPython recorded that starts with papermill's "# Parameters" header). Called first in a notebook's setup
+    cell, this passes a misspelt `-p` name on to `make_preset`, which stops the notebook naming it and every
+    accepted name. Other globals (imports, results of later cells) are never taken for parameters."""
+    names = list(namespace.get("__annotations__", {}))
+    for source in namespace.get("In", []):
+        if isinstance(source, str) and source.startswith("# Parameters"):
+            names += _assigned_names(source)
+    return {k: namespace[k] for k in dict.fromkeys(names) if k in namespace and _literal(namespace[k])}
+
+
+def _assigned_names(source: str) -> list[str]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    return [t.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)]
 
 
 def _literal(v) -> bool:

@@ -27,8 +27,10 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import warnings
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -59,36 +61,52 @@ def code_hash(modules=None) -> str:
     return hash_files(files)
 
 
-def run_id(cfg: RunConfig, device=None) -> str:
+def run_id(cfg: RunConfig, device=None, numbers: dict | None = None) -> str:
+    """The run's name. `numbers` ({"device": type, "precision": ...}) defaults to how `cfg` trains on `device`
+    here; pass a stored run's recorded numerics to check its name on a machine of another kind."""
     from sslgeo_lib.data import fingerprint
     from sslgeo_lib.training.loop import numerics
 
+    numbers = numerics(cfg, device) if numbers is None else numbers
     payload = (json.dumps(cfg.to_dict(), sort_keys=True) + code_hash() + fingerprint(cfg.dataset)
-               + json.dumps(numerics(cfg, device), sort_keys=True))
+               + json.dumps(numbers, sort_keys=True))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Run:
-    """A complete store entry."""
+    """A complete store entry; `epoch` set (by `at`) makes it the run as it was after that epoch (a snapshot)."""
 
     path: Path
     config: RunConfig
     metrics: dict
     provenance: dict
+    epoch: int | None = None
 
     @property
     def id(self) -> str:
-        return self.path.name
+        return self.path.name if self.epoch is None else f"{self.path.name}@e{self.epoch}"
+
+    @property
+    def epochs(self) -> list[int]:
+        """The epochs this run has weights for: its snapshots, then its last epoch."""
+        return [*self.metrics.get("snapshots", []), self.config.epochs]
+
+    def at(self, epoch: int) -> "Run":
+        """This run after `epoch` (one of `epochs`): its model and derived caches are that snapshot's."""
+        if epoch not in self.epochs:
+            raise ValueError(f"run {self.path.name} has weights after epochs {self.epochs}, not after {epoch}")
+        return replace(self, epoch=None if epoch == self.config.epochs else epoch)
 
     def model(self, device="cpu"):
-        """The trained SSLModel in eval mode (the global RNG state is not touched)."""
+        """The trained SSLModel (or the snapshot of `epoch`) in eval mode (the global RNG state is not touched)."""
         from safetensors.torch import load_file
 
-        from sslgeo_lib.training.loop import new_model
+        from sslgeo_lib.training.loop import new_model, snapshot_name
 
+        name = "weights.safetensors" if self.epoch is None else snapshot_name(self.epoch)
         model = new_model(self.config)
-        model.load_state_dict(load_file(self.path / "weights.safetensors", device=str(device)))
+        model.load_state_dict(load_file(self.path / name, device=str(device)))
         return model.to(device).eval()
 
     def cache_folder(self) -> Path:
@@ -97,19 +115,22 @@ class Run:
         from sslgeo_lib.data import cache_dir
 
         own = self.path / "cache"
-        return own if _writable(own if own.is_dir() else self.path) else cache_dir() / "derived" / self.id
+        return own if _writable(own if own.is_dir() else self.path) else cache_dir() / "derived" / self.path.name
 
     def cached(self, name: str, settings: dict, compute: Callable, code: tuple[str, ...]):
         """The result of `compute()`, stored under this run and reused while `settings` and the modules named
         in `code` are unchanged. A dict of numpy arrays is stored as .npz; a list of dicts (tidy rows) as JSON."""
+        if self.epoch is not None:
+            settings = {**settings, "snapshot_epoch": self.epoch}
         key = hashlib.sha256((json.dumps(settings, sort_keys=True) + code_hash(code)).encode()).hexdigest()[:16]
         stem = self.cache_folder() / f"{name}-{key}"
-        for path, read in ((stem.with_suffix(".npz"), _read_npz), (stem.with_suffix(".json"), _read_rows)):
-            if path.is_file():
-                try:
-                    return read(path)
-                except (OSError, ValueError) as exc:
-                    warnings.warn(f"unreadable cache {path} ({exc}); recomputing", stacklevel=2)
+        for folder in dict.fromkeys((self.path / "cache", stem.parent)):  # the entry's own cache first
+            for path, read in ((folder / f"{stem.name}.npz", _read_npz), (folder / f"{stem.name}.json", _read_rows)):
+                if path.is_file():
+                    try:
+                        return read(path)
+                    except (OSError, ValueError) as exc:
+                        warnings.warn(f"unreadable cache {path} ({exc}); recomputing", stacklevel=2)
         value = compute()
         if isinstance(value, dict):
             atomic_write(stem.with_suffix(".npz"), lambda f: np.savez(f, **value))
@@ -152,16 +173,27 @@ def check_entry(path: Path, cfg: RunConfig) -> str | None:
         expected = json.loads(manifest.read_text())
         if not isinstance(expected, dict):
             return "corrupt (MANIFEST.json is not an object)"
-        for name in ENTRY_FILES:
+        for name in entry_files(cfg):
             if (path / name).is_symlink():
                 return f"corrupt ({name} is a symlink)"
             if sha256_file(path / name) != expected.get(name):
                 return f"corrupt ({name} does not match its checksum)"
         if json.loads((path / "config.json").read_text()) != cfg.to_dict():
             return "corrupt (config.json differs from the requested config)"
-    except (OSError, ValueError) as exc:
+    except FileNotFoundError as exc:
+        return f"corrupt (missing {Path(exc.filename).name})"
+    except OSError as exc:  # permissions, I/O errors: nothing proves the entry wrong, so nothing may delete it
+        return f"unreadable ({type(exc).__name__}: {exc}; left alone)"
+    except ValueError as exc:
         return f"corrupt ({type(exc).__name__}: {exc})"
     return None
+
+
+def entry_files(cfg: RunConfig) -> tuple[str, ...]:
+    """The files of a complete entry of `cfg`: ENTRY_FILES and its weight snapshots."""
+    from sslgeo_lib.training.loop import snapshot_epochs, snapshot_name
+
+    return (*ENTRY_FILES, *(snapshot_name(e) for e in snapshot_epochs(cfg)))
 
 
 def entry_path(cfg: RunConfig, device=None) -> Path:
@@ -204,45 +236,74 @@ def check_store(cfg: RunConfig) -> None:
 
 
 def entry_bytes(cfg: RunConfig) -> int:
-    """Disk space one run needs while training: weights + a checkpoint holding weights and momentum, + 16 MB."""
+    """Disk space one run needs at its peak while training, in float32 parameter copies: the final weights, two
+    intermediate snapshots, and two checkpoints (weights + momentum each) while one replaces the other; + 16 MB."""
     from sslgeo_lib.training.loop import new_model
 
     n_params = sum(p.numel() for p in new_model(cfg).parameters())
-    return 4 * n_params * 3 + 16 * 2**20
+    return 4 * n_params * 8 + 16 * 2**20
 
 
 def start_entry(path: Path, cfg: RunConfig) -> None:
-    """Mark `path` as a run of this store before training into it (its config first; the MANIFEST comes last)."""
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        path.unlink()  # a link or file at a run's name is not ours to follow: drop the name, never the target
+    """Mark `path` as a run of this store before training into it (its config first; the MANIFEST comes last).
+    A symlink at the run's name is replaced (the link, never its target); any other item there that is not a
+    run of this store is a StoreError that names it (nothing of the user's is deleted)."""
+    if path.is_symlink():
+        path.unlink()
+    elif path.exists() and not is_run(path) and not _holds_only_run_files(path):
+        raise StoreError(f"{path} is in the way of run {path.name} and is not a run of this store; "
+                         f"move it away (nothing was changed)")
     write_json(path / "config.json", cfg.to_dict())
 
 
 def write_entry(path: Path, cfg: RunConfig, model, metrics: dict, provenance: dict) -> Run:
-    """Persist a trained model as a complete entry (MANIFEST last); drop its checkpoint and temporary files."""
+    """Persist a trained model as a complete entry (MANIFEST last, covering the snapshots training left in
+    `path`); drop its checkpoint."""
     from safetensors.torch import save
+
+    from sslgeo_lib.training.loop import cpu_state
 
     (path / "MANIFEST.json").unlink(missing_ok=True)
     write_json(path / "config.json", cfg.to_dict())
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = cpu_state(model)
     atomic_write(path / "weights.safetensors", lambda f: f.write(save(state)))
     write_json(path / "metrics.json", metrics)
     write_json(path / "provenance.json", provenance)
-    write_json(path / "MANIFEST.json", {n: sha256_file(path / n) for n in ENTRY_FILES})
-    _leftovers(path, finished=True, remove=True)
+    write_json(path / "MANIFEST.json", {n: sha256_file(path / n) for n in entry_files(cfg)})
+    (path / "checkpoint.pt").unlink(missing_ok=True)
     return read_entry(path, cfg)
 
 
+TEMP_AGE = 3600  # seconds: a temporary file untouched this long belongs to no live writer
+
+
 def _leftovers(path: Path, finished: bool, remove: bool) -> list[Path]:
-    """Temporary files of interrupted writes under an entry (and its checkpoint, once the entry is finished)."""
+    """Temporary files of interrupted writes under an entry (untouched for TEMP_AGE: a live writer keeps its
+    file fresh) and, once the entry is finished, its checkpoint."""
+    now = time.time()
     found = [Path(d) / n for d, _, names in os.walk(path) for n in names  # os.walk never follows symlinks
-             if n.startswith(".") and n.endswith(TEMP_SUFFIX)]
+             if n.startswith(".") and n.endswith(TEMP_SUFFIX) and _age(Path(d) / n, now) > TEMP_AGE]
     if finished and (path / "checkpoint.pt").is_file():
         found.append(path / "checkpoint.pt")
     if remove:
         for p in found:
             p.unlink(missing_ok=True)
     return found
+
+
+def _holds_only_run_files(path: Path) -> bool:
+    """A folder holding nothing but what training writes (a checkpoint, snapshots, temporary files)."""
+    ours = ("checkpoint.pt", "cache", "MANIFEST.json", *ENTRY_FILES)
+    return path.is_dir() and not path.is_symlink() and all(
+        p.name in ours or re.fullmatch(r"weights-e\d+\.safetensors", p.name)
+        or (p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX)) for p in path.iterdir())
+
+
+def _age(path: Path, now: float) -> float:
+    try:
+        return now - path.lstat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _read_config(path: Path) -> RunConfig | None:
@@ -252,7 +313,7 @@ def _read_config(path: Path) -> RunConfig | None:
         return None
 
 
-def _is_run(path: Path) -> bool:
+def is_run(path: Path) -> bool:
     """Provably a run of this store: a real folder with a run's name holding a run's config.json (or a MANIFEST
     that lists a run's files)."""
     if path.is_symlink() or not path.is_dir() or not RUN_NAME.match(path.name):
@@ -275,79 +336,97 @@ def _busy(run: str) -> bool:
             return False
     except Busy:
         return True
-    except OSError:  # a read-only store: nobody can be training into it
-        return False
 
 
 def list_runs() -> list[dict]:
-    """One row per item in the store folder: id, kind ("run" or "foreign"), status, and the config fields that
-    name a sweep point. Nothing here can fail on a malformed entry: each is reported and the listing goes on."""
+    """One row per item in the store folder: id, kind ("run" or "foreign"), status, and for runs `state`
+    (ok, resumable, training, partial, corrupt, unreadable), `stale` (True, False, or None when the identity
+    cannot be checked here) and the config fields that name a sweep point. A malformed or unreadable item is
+    reported in its row; nothing here raises because of one entry."""
     root = runs_dir()
     rows = []
     items = sorted(p for p in root.iterdir() if p.name != LOCKS) if root.is_dir() else []
     for path in items:
-        if not _is_run(path):
-            why = "a symlink" if path.is_symlink() else "not a run of this store"
-            rows.append({"id": path.name, "kind": "foreign", "status": f"foreign ({why}; left alone)"})
-            continue
-        rows.append(_run_row(path))
+        try:
+            rows.append(_run_row(path) if is_run(path) else
+                        {"id": path.name, "kind": "foreign", "status": "foreign (" + (
+                            "a symlink" if path.is_symlink() else "not a run of this store") + "; left alone)"})
+        except OSError as exc:
+            rows.append({"id": path.name, "kind": "foreign",
+                         "status": f"unreadable ({type(exc).__name__}: {exc.strerror}; left alone)"})
     return rows
 
 
-def _run_row(path: Path) -> dict:
+def _run_row(path: Path, locked: bool = False) -> dict:
+    """A run's row; `locked`: the caller holds the run's lock (so nobody else can be training it)."""
     cfg = _read_config(path)
-    if _busy(path.name):
-        status = "training (running now)"
+    if not locked and _busy(path.name):
+        state, status = "training", "training (running now)"
     elif cfg is None:
-        status = "corrupt (config.json unreadable)"
+        state, status = "corrupt", "corrupt (config.json unreadable)"
     else:
         status = check_entry(path, cfg) or "ok"
-        if status.startswith("partial") and (path / "checkpoint.pt").is_file():
-            status = "partial (interrupted; resumes from its checkpoint)"
-    row = {"id": path.name, "kind": "run", "status": status}
+        state = status.split(" ")[0]
+        if state == "partial" and (path / "checkpoint.pt").is_file():
+            state, status = "resumable", "partial (interrupted; resumes from its checkpoint)"
+    row = {"id": path.name, "kind": "run", "state": state, "status": status, "stale": None}
     if cfg is not None:
-        try:
-            current = run_id(cfg) == path.name
-        except (OSError, ValueError) as exc:  # no data to fingerprint: identity cannot be checked here
-            row["status"] = f"{status}, identity unchecked ({type(exc).__name__})"
-            current = True
-        if not current:
-            row["status"] = f"{status}, stale code or data"
         row.update({k: getattr(cfg, k) for k in ("encoder", "strength", "seed", "epochs", "n_train")})
-        row["stale"] = not current
+        try:
+            row["stale"] = _stored_id(path, cfg) != path.name
+        except (OSError, ValueError) as exc:  # e.g. no data to fingerprint: the identity cannot be checked here
+            row["status"] = f"{status}, identity unchecked ({type(exc).__name__}; kept)"
+        if row["stale"]:
+            row["status"] = f"{status}, stale code or data"
     return row
 
 
+def _stored_id(path: Path, cfg: RunConfig) -> str:
+    """What the entry's name would be today, with the numerics it recorded (a GPU run is not stale on a CPU)."""
+    try:
+        prov = json.loads((path / "provenance.json").read_text())
+        numbers = {"device": prov["device"].split(":")[0], "precision": prov["precision"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        numbers = None  # not trained yet: how it would train here
+    return run_id(cfg, numbers=numbers)
+
+
+def _removable(row: dict, stale_only: bool) -> str | None:
+    """'whole' (remove the entry), 'leftovers' (its temp files and stale checkpoint) or None (touch nothing)."""
+    if row["kind"] != "run" or row["state"] in ("training", "unreadable"):
+        return None
+    if not stale_only:
+        return "whole"
+    if row["stale"] is None:  # identity not checkable here: keep it whole
+        return "leftovers" if row["state"] == "ok" else None
+    if row["stale"] or row["state"] in ("corrupt", "partial"):
+        return "whole"
+    return "leftovers" if row["state"] == "ok" else None  # a resumable run keeps its checkpoint
+
+
 def clean(stale_only: bool = True, dry_run: bool = False) -> list[str]:
-    """Remove stale (older code or data), partial and corrupt runs (every run if not `stale_only`), and the
+    """Remove stale (older code or data), corrupt and partial runs (every run if not `stale_only`), and the old
     temporary files and leftover checkpoints of finished ones; an interrupted run that can resume is kept unless
-    stale or `stale_only` is False. Returns what was (or, with `dry_run`, would be)
-    removed, as paths relative to the store. Only provable runs are touched; symlinks are never followed; a run
-    being trained (its lock held) is never touched, and each removal holds the run's lock."""
+    stale or `stale_only` is False, and so is a run whose identity cannot be checked here (no data). Returns what
+    was (or, with `dry_run`, would be) removed, as paths relative to the store. Only provable runs are touched;
+    symlinks are never followed; each entry is re-examined under its lock, so a run being trained (its lock
+    held) or finished meanwhile is never removed."""
     root, removed = runs_dir(), []
     for row in list_runs():
-        if row["kind"] != "run" or row["status"].startswith("training"):
+        if _removable(row, stale_only) is None:
             continue
         path = root / row["id"]
-        resumable = row["status"].startswith("partial (interrupted")
-        whole = not stale_only or row.get("stale", False) or (row["status"] != "ok" and not resumable)
         try:
-            with _maybe_lock(row["id"], dry_run):
-                if not _is_run(path):  # re-checked under the lock
+            with nullcontext() if dry_run else file_lock(lock_path(row["id"]), blocking=False):
+                if not is_run(path):
                     continue
-                if whole:
+                action = _removable(_run_row(path, locked=not dry_run), stale_only)  # decided again, under the lock
+                if action == "whole":
                     removed.append(row["id"])
                     if not dry_run:
                         shutil.rmtree(path)
-                else:
-                    found = _leftovers(path, finished=True, remove=not dry_run)
-                    removed += [str(p.relative_to(root)) for p in found]
-        except Busy:
+                elif action == "leftovers":
+                    removed += [str(p.relative_to(root)) for p in _leftovers(path, True, remove=not dry_run)]
+        except (Busy, OSError):  # being trained, or unreadable: left alone
             continue
     return removed
-
-
-def _maybe_lock(run: str, dry_run: bool):
-    from contextlib import nullcontext
-
-    return nullcontext() if dry_run else file_lock(lock_path(run), blocking=False)

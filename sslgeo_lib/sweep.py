@@ -9,8 +9,8 @@ import pandas as pd
 from sslgeo_lib.config import RunConfig
 from sslgeo_lib.presets import Preset
 from sslgeo_lib.fileio import file_lock
-from sslgeo_lib.store import (Run, check_entry, check_store, entry_path, lock_path, read_entry, start_entry,
-                              write_entry)
+from sslgeo_lib.store import (Run, StoreError, is_run, check_entry, check_store, entry_path, lock_path, read_entry,
+                              start_entry, write_entry)
 
 
 def get_or_train(cfg: RunConfig, progress: bool = True, device=None) -> Run:
@@ -41,11 +41,13 @@ def _train_entry(path, cfg: RunConfig, progress: bool, device) -> Run:
     problem = check_entry(path, cfg)
     if problem is None:
         return read_entry(path, cfg)
+    if problem.startswith("unreadable"):
+        raise StoreError(f"run {path.name} is {problem}: fix its permissions or remove it")
     if path.is_dir() and not path.is_symlink() and (path / "checkpoint.pt").is_file():
         warnings.warn(f"run {path.name} is {problem}; resuming from its last checkpoint", stacklevel=3)
     elif path.exists() or path.is_symlink():
         warnings.warn(f"run {path.name} is {problem}; retraining it", stacklevel=3)
-        if path.is_dir() and not path.is_symlink():
+        if path.is_dir() and not path.is_symlink() and is_run(path):
             shutil.rmtree(path)
     start_entry(path, cfg)
     result = train(cfg, path, progress=progress, device=device, monitor=monitor_for(cfg))

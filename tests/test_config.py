@@ -73,10 +73,14 @@ def test_notebook_parameters_are_the_plain_values_of_the_namespace():
 
     from sslgeo_lib.presets import notebook_parameters
 
-    namespace = {"preset": "smoke", "strengths": None, "seeds": [0, 1], "strenghts": "[0.5]", "np": np, "len": len,
-                 "_i1": "a cell", "In": ["a cell"], "Out": {}, "LABELS": {"a": object()}, "grid": (1.0, 2.0)}
+    injected = '# Parameters\npreset = "smoke"\nstrenghts = "[0.5]"\n'
+    namespace = {"__annotations__": {"preset": "str", "strengths": "list", "seeds": "list"},
+                 "preset": "smoke", "strengths": None, "seeds": [0, 1], "strenghts": "[0.5]", "np": np, "len": len,
+                 "_i1": "a cell", "In": ["", "preset: str = 'auto'", injected], "Out": {}, "params": {"a": 1},
+                 "verdicts": [1, 2], "grid": (1.0, 2.0)}
+    # declared and injected names only: results of later cells (params, verdicts, grid) are never parameters
     assert notebook_parameters(namespace) == {"preset": "smoke", "strengths": None, "seeds": [0, 1],
-                                              "strenghts": "[0.5]", "grid": (1.0, 2.0)}
+                                              "strenghts": "[0.5]"}
 
 
 def test_an_unknown_parameter_is_named_with_a_suggestion():

@@ -75,10 +75,15 @@ from pathlib import Path
 from sslgeo_lib.config import RunConfig
 from sslgeo_lib.training import loop
 from sslgeo_lib import sweep
+import time
 real_train = loop.train
 def counted(*a, **k):
     with open(sys.argv[2], "a") as f:
         f.write("trained\\n")
+    print("training", flush=True)
+    deadline = time.time() + 120
+    while not Path(sys.argv[3]).exists() and time.time() < deadline:  # hold the lock until released
+        time.sleep(0.05)
     return real_train(*a, **k)
 loop.train = counted
 run = sweep.get_or_train(RunConfig(**json.loads(sys.argv[1])), progress=False)
@@ -120,14 +125,79 @@ def test_clean_touches_only_runs(area, capsys):
 
 def test_clean_removes_leftovers_of_finished_runs_and_keeps_the_runs(area):
     run = get_or_train(TINY, progress=False)
+    old = time.time() - 2 * store.TEMP_AGE
     (run.path / ".weights.safetensors.x1.tmp").write_bytes(b"half")
     (run.path / "cache").mkdir(exist_ok=True)
     (run.path / "cache" / ".features.x2.tmp").write_bytes(b"half")
+    for p in (run.path / ".weights.safetensors.x1.tmp", run.path / "cache" / ".features.x2.tmp"):
+        os.utime(p, (old, old))
+    (run.path / "cache" / ".views.x3.tmp").write_bytes(b"being written now")  # a live writer's file
     (run.path / "checkpoint.pt").write_bytes(b"stale")
     removed = store.clean(stale_only=True)
     assert sorted(removed) == sorted(f"{run.id}/{n}" for n in (".weights.safetensors.x1.tmp",
                                                               "cache/.features.x2.tmp", "checkpoint.pt"))
     assert check_entry(run.path, TINY) is None and not (run.path / "checkpoint.pt").exists()
+    assert (run.path / "cache" / ".views.x3.tmp").is_file()
+
+
+def test_clean_keeps_a_resumable_run_and_its_checkpoint(area):
+    from sslgeo_lib.training.loop import train
+
+    cfg = TINY.replace(epochs=2)
+    store.start_entry(runs_dir() / run_id(cfg), cfg)
+    train(cfg, runs_dir() / run_id(cfg), progress=False, max_epochs=1)  # interrupted after epoch 1
+    assert store.clean(stale_only=True) == [] and (runs_dir() / run_id(cfg) / "checkpoint.pt").is_file()
+    assert store.clean(stale_only=False) == [run_id(cfg)]
+
+
+def test_clean_keeps_runs_whose_identity_cannot_be_checked(area, monkeypatch):
+    run = get_or_train(TINY, progress=False)
+    monkeypatch.setenv("SSLGEO_DATA", str(area / "unmounted-disk"))
+    data._load_cifar10.cache_clear()
+    (row,) = list_runs()
+    assert row["stale"] is None and "identity unchecked" in row["status"]
+    assert store.clean(stale_only=True, dry_run=True) == [] and store.clean(stale_only=True) == []
+    assert check_entry(run.path, TINY) is None
+
+
+def test_a_run_trained_on_another_kind_of_device_is_not_stale(area):
+    import shutil
+
+    run = get_or_train(TINY, progress=False)
+    gpu_id = run_id(TINY, numbers={"device": "cuda", "precision": "bf16"})
+    gpu = runs_dir() / gpu_id
+    shutil.copytree(run.path, gpu)
+    prov = json.loads((gpu / "provenance.json").read_text()) | {"device": "cuda:0", "precision": "bf16"}
+    (gpu / "provenance.json").write_text(json.dumps(prov))
+    manifest = json.loads((gpu / "MANIFEST.json").read_text())
+    manifest["provenance.json"] = store.sha256_file(gpu / "provenance.json")
+    (gpu / "MANIFEST.json").write_text(json.dumps(manifest))
+    assert {r["id"]: r["stale"] for r in list_runs()} == {run.id: False, gpu_id: False}
+    assert store.clean(stale_only=True) == []
+
+
+def test_an_unreadable_item_is_reported_and_left_alone(area, monkeypatch):
+    run = get_or_train(TINY, progress=False)
+    (runs_dir() / "00000000000000ff").mkdir()
+    real_is_file = Path.is_file
+
+    def denied(self):
+        if self.parent.name == "00000000000000ff":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self)
+
+    monkeypatch.setattr(Path, "is_file", denied)
+    rows = {r["id"]: r["status"] for r in list_runs()}
+    assert rows[run.id] == "ok" and rows["00000000000000ff"].startswith("unreadable (PermissionError")
+    assert store.clean(stale_only=False) == [run.id] and (runs_dir() / "00000000000000ff").is_dir()
+
+
+def test_an_item_in_the_way_of_a_run_is_named_and_kept(area):
+    (runs_dir() / run_id(TINY)).mkdir(parents=True)
+    (runs_dir() / run_id(TINY) / "thesis.tex").write_text("mine")
+    with pytest.warns(UserWarning), pytest.raises(StoreError, match="is in the way of run .* not a run of this store"):
+        get_or_train(TINY, progress=False)
+    assert (runs_dir() / run_id(TINY) / "thesis.tex").read_text() == "mine"
 
 
 # --- kills and races (real processes) ----------------------------------------------------------------------
@@ -169,9 +239,19 @@ def test_a_killed_trainer_blocks_nothing_and_its_run_resumes_to_the_same_weights
 def test_two_processes_asking_for_the_same_run_train_it_once(area, tmp_path):
     load_dataset()  # decode once, before the race
     counter = tmp_path / "trained.txt"
-    procs = [python(TRAIN_ONE, json.dumps(TINY.to_dict()), str(counter)) for _ in range(2)]
-    ids = {finish(p).strip() for p in procs}
-    assert ids == {run_id(TINY)}
+    release = tmp_path / "release"
+    first = python(TRAIN_ONE, json.dumps(TINY.to_dict()), str(counter), str(release))
+    assert first.stdout.readline().strip() == "training"  # the first holds the run's lock now
+    second = python(TRAIN_ONE, json.dumps(TINY.to_dict()), str(counter), str(release))
+    seen = []
+    while not any("is being trained by another process; waiting for it" in line for line in seen):
+        line = second.stderr.readline()
+        assert line, "".join(seen)  # the second exited without waiting
+        seen.append(line)
+    release.touch()  # the second is blocked on the lock: let the first train and write the entry
+    out2, err2 = second.communicate(timeout=300)
+    assert second.returncode == 0, err2
+    assert finish(first).strip() == out2.strip() == run_id(TINY)
     assert counter.read_text() == "trained\n"  # one trained; the other waited and loaded its entry
     assert check_entry(runs_dir() / run_id(TINY), TINY) is None
     assert not [p for p in (runs_dir() / run_id(TINY)).iterdir() if p.name.endswith(".tmp")]

@@ -46,3 +46,21 @@ def test_bad_names():
         build_encoder("vgg")
     with pytest.raises(ValueError, match="depth must be >= 1"):
         Projector(8, 8, 0, 4)
+
+
+def test_depth_zero_has_no_projector_and_z_is_h():
+    model = build_model("small_cnn", 8, 32, 0, 16).eval()
+    assert model.projector is None
+    assert not any(k.startswith("projector") for k in model.state_dict())
+    h, z = model(torch.rand(4, 3, 32, 32))
+    assert z is h and h.shape == (4, 64)
+    with pytest.raises(ValueError, match="projector depth must be >= 0"):
+        build_model("small_cnn", 8, 32, -1, 16)
+
+
+def test_depth_zero_layers_are_h_and_z_equal():
+    from sslgeo_lib.embed import layers
+
+    model = build_model("small_cnn", 8, 32, 0, 16).eval()
+    out = layers(model, torch.rand(3, 3, 32, 32))
+    assert list(out) == ["h", "z"] and out["z"] is out["h"]

@@ -49,3 +49,66 @@ def test_parameter_retention_known_answers():
                                              "contrast": np.ones((n, k))})
     assert out["area"] > 0.99 and out["flip"] == 1.0
     assert out["hue"] < 0.05 and np.isnan(out["contrast"])
+
+
+def _overlapping(n, seed, n_classes=10, dim=32):
+    """Gaussian classes that overlap (a probe's accuracy lies well inside (chance, 1))."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).standard_normal((n_classes, dim)) * 0.6
+    y = np.repeat(np.arange(n_classes), n // n_classes)
+    return centres[y] + rng.standard_normal((len(y), dim)) * np.linspace(0.5, 3, dim), y
+
+
+def test_softmax_regression_reaches_scikit_learns_optimum():
+    """The L-BFGS probe minimises the same objective as LogisticRegression(C): same coefficients."""
+    from sklearn.linear_model import LogisticRegression
+
+    from sslgeo_lib.probes import PROBE_GRAD_TOL, softmax_regression
+
+    x, y = _overlapping(1000, 0)
+    x = (x - x.mean(0)) / x.std(0)
+    for c in (0.01, 1.0):
+        w, b, grad = softmax_regression(x, y, 10, c)
+        ref = LogisticRegression(C=c, tol=1e-10, max_iter=10_000).fit(x, y)
+        assert grad < PROBE_GRAD_TOL
+        # a softmax is unchanged by a constant added to every class: compare centred coefficients
+        ours = w.numpy().T - w.numpy().T.mean(0)
+        theirs = ref.coef_ - ref.coef_.mean(0)
+        np.testing.assert_allclose(ours, theirs, atol=2e-4)
+        np.testing.assert_allclose(b.numpy() - b.numpy().mean(), ref.intercept_ - ref.intercept_.mean(), atol=2e-4)
+
+
+def test_the_linear_probe_agrees_with_the_scikit_learn_grid_it_replaced():
+    """On fixed features, the torch probe and a converged scikit-learn pipeline (the previous implementation)
+    choose the same C and reach the same test accuracy."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _overlapping(2000, 1)
+    q, qy = _overlapping(1000, 2)
+    out = linear_probe(x, y, q, qy, c_grid=(1e-3, 1e-2, 1.0), seed=3)
+    fit = lambda c, a, b: make_pipeline(StandardScaler(), LogisticRegression(C=c, tol=1e-10, max_iter=10_000)).fit(a, b)  # noqa: E731
+    x_fit, x_val, y_fit, y_val = train_test_split(x, y, test_size=0.2, stratify=y, random_state=3)
+    scores = [fit(c, x_fit, y_fit).score(x_val, y_val) for c in (1e-3, 1e-2, 1.0)]
+    best = (1e-3, 1e-2, 1.0)[int(np.argmax(scores))]
+    assert out["C"] == best
+    assert out["accuracy"] == pytest.approx(fit(best, x, y).score(q, qy), abs=2e-3)
+    assert 0.3 < out["accuracy"] < 0.95  # a probe problem that is neither trivial nor hopeless
+
+
+def test_the_linear_probe_does_not_depend_on_the_thread_count():
+    import torch
+
+    x, y = _overlapping(2000, 4)
+    q, qy = _overlapping(500, 5)
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(linear_probe(x, y, q, qy, seed=0))
+    finally:
+        torch.set_num_threads(before)
+    assert results[0]["accuracy"] == results[1]["accuracy"] and results[0]["C"] == results[1]["C"]

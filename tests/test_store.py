@@ -126,3 +126,43 @@ def test_cached_arrays_are_reused_and_keyed_by_settings(cifar, isolated_store):
     second = run.cached("thing", {"k": 1}, compute, ("embed.py",))
     run.cached("thing", {"k": 2}, compute, ("embed.py",))
     assert len(calls) == 2 and np.array_equal(first["a"], second["a"])
+
+
+def test_snapshot_epochs():
+    from sslgeo_lib.training.loop import snapshot_epochs
+
+    assert [snapshot_epochs(TINY.replace(epochs=e)) for e in (1, 2, 4, 20, 200)] == [[], [1], [1, 2], [5, 10], [50, 100]]
+
+
+def test_snapshots_are_kept_checked_and_loaded(cifar, isolated_store, tmp_path):
+    """A run keeps its weights after 25% and 50% of training, in its manifest; a snapshot equals the weights
+    a run stopped at that epoch has (the checkpoint of an interrupted run)."""
+    from safetensors.torch import load_file
+
+    from sslgeo_lib.training.loop import train
+
+    cfg = TINY.replace(epochs=4)
+    run = get_or_train(cfg, progress=False)
+    assert run.epochs == [1, 2, 4] and run.metrics["snapshots"] == [1, 2]
+    manifest = json.loads((run.path / "MANIFEST.json").read_text())
+    assert {"weights-e1.safetensors", "weights-e2.safetensors"} <= set(manifest)
+    stopped = train(cfg, tmp_path / "stopped", progress=False, max_epochs=2)
+    for k, v in stopped.model.state_dict().items():
+        torch.testing.assert_close(run.at(2).model().state_dict()[k], v.cpu(), rtol=0, atol=0)
+    assert run.at(4).id == run.id and run.at(1).id == f"{run.id}@e1"
+    with pytest.raises(ValueError, match="has weights after epochs \\[1, 2, 4\\], not after 3"):
+        run.at(3)
+    first = load_file(run.path / "weights-e1.safetensors")
+    assert any(not torch.equal(first[k], v) for k, v in load_file(run.path / "weights.safetensors").items())
+    data = bytearray((run.path / "weights-e1.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (run.path / "weights-e1.safetensors").write_bytes(bytes(data))
+    assert load_run(cfg) is None  # a damaged snapshot makes the entry corrupt
+
+
+def test_snapshot_caches_are_keyed_by_epoch(cifar, isolated_store):
+    from sslgeo_lib.embed import clean_features
+
+    run = get_or_train(TINY.replace(epochs=2), progress=False)
+    early, final = clean_features(run.at(1), "test", 100), clean_features(run, "test", 100)
+    assert not np.array_equal(early["h"], final["h"]) and np.array_equal(early["index"], final["index"])

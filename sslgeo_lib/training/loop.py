@@ -26,6 +26,32 @@ from sslgeo_lib.training.models import SSLModel, build_model
 from sslgeo_lib.training.subset import class_balanced_subset
 
 
+# Intermediate weights kept with every run (B4: each claim's statistic as training goes on): after these fractions
+# of the epochs (rounded, at least epoch 1, distinct, before the last), beside the final weights.
+SNAPSHOT_FRACTIONS = (0.25, 0.5)
+
+
+def snapshot_epochs(cfg) -> list[int]:
+    """The epochs after which a run keeps a snapshot of its weights (the final epoch is the run's weights)."""
+    return sorted({max(1, round(f * cfg.epochs)) for f in SNAPSHOT_FRACTIONS} - {cfg.epochs})
+
+
+def snapshot_name(epoch: int) -> str:
+    return f"weights-e{epoch}.safetensors"
+
+
+def cpu_state(model) -> dict[str, torch.Tensor]:
+    """The model's tensors, contiguous on the CPU (what safetensors stores)."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def _save_snapshot(path: Path, model) -> None:
+    from safetensors.torch import save
+
+    state = cpu_state(model)
+    atomic_write(path, lambda f: f.write(save(state)))
+
+
 # CPU kernels reduce in an order that depends on the intra-op thread count, so weights do too: training always
 # uses this many threads (restored afterwards), which makes a run reproducible on any machine with the same build
 # and a resume identical to an uninterrupted run. 2 = the cores of the reference machine and of CI.
@@ -167,8 +193,10 @@ def _train(cfg, workdir: Path, progress: bool, device: torch.device, max_epochs:
     """Train `cfg`, checkpointing into `workdir` every epoch and resuming from its checkpoint.
 
     `monitor(model, device) -> float`, if given, is called after the epochs `cfg.monitor_every` names and the
-    last one (its values go to metrics["knn"]; it must not change the model). `max_epochs` stops after that
-    many epochs in total (the checkpoint stays; a later call resumes).
+    last one (its values go to metrics["knn"]; it must not change the model). After each epoch of
+    `snapshot_epochs(cfg)` the weights are also saved as `workdir/snapshot_name(epoch)` (before that epoch's
+    checkpoint, so a resumed run always has them). `max_epochs` stops after that many epochs in total (the
+    checkpoint stays; a later call resumes).
     """
     dtype = autocast_dtype(device, cfg.precision)
     channels_last = dtype is not None
@@ -205,9 +233,12 @@ def _train(cfg, workdir: Path, progress: bool, device: torch.device, max_epochs:
             metrics["knn_epoch"].append(epoch + 1)
             metrics["knn"].append(monitor(model, device))
             model.train()
+        if epoch + 1 in snapshot_epochs(cfg):
+            _save_snapshot(Path(workdir) / snapshot_name(epoch + 1), model)
         _save_checkpoint(ckpt, model, opt, epoch + 1, metrics)
     bar.close()
     train_seconds = sum(metrics["epoch_seconds"])
     metrics["images_per_s"] = steps_per_epoch * cfg.batch_size * len(metrics["epoch"]) / max(train_seconds, 1e-9)
     metrics["train_seconds"] = train_seconds
+    metrics["snapshots"] = snapshot_epochs(cfg)
     return TrainResult(model.eval(), metrics, device, dtype, channels_last, torch.get_num_threads())

@@ -1,6 +1,7 @@
 """Encoders, the projector MLP, and the encoder+projector pair.
 
 Shapes: images (B, 3, 32, 32) float in [0, 1]; `h = encoder(x)` (B, D); `z = projector(h)` (B, m).
+Projector depth 0 means no projector module at all: the loss acts on h, and z is h itself.
 A model never computes a loss (see `losses.py`).
 """
 from __future__ import annotations
@@ -94,16 +95,16 @@ class Projector(nn.Module):
 
 
 class SSLModel(nn.Module):
-    """Encoder f and projector g; `forward(x)` returns (h, z)."""
+    """Encoder f and projector g (None for depth 0: then z = h); `forward(x)` returns (h, z)."""
 
-    def __init__(self, encoder: nn.Module, projector: Projector):
+    def __init__(self, encoder: nn.Module, projector: Projector | None):
         super().__init__()
         self.encoder = encoder
         self.projector = projector
 
     def forward(self, x: torch.Tensor):
         h = self.encoder(x)
-        return h, self.projector(h)
+        return h, (h if self.projector is None else self.projector(h))
 
 
 def encoder_dim(encoder: nn.Module) -> int:
@@ -117,5 +118,10 @@ def encoder_dim(encoder: nn.Module) -> int:
 
 def build_model(encoder: str, encoder_width: int, projector_width: int, projector_depth: int,
                 projector_out: int) -> SSLModel:
+    """The encoder and, unless `projector_depth` is 0, a projector (depth 0: no module; the loss acts on h)."""
+    if projector_depth < 0:
+        raise ValueError(f"projector depth must be >= 0 (0 = no projector), got {projector_depth}")
     enc = build_encoder(encoder, encoder_width)
-    return SSLModel(enc, Projector(encoder_dim(enc), projector_width, projector_depth, projector_out))
+    projector = (Projector(encoder_dim(enc), projector_width, projector_depth, projector_out)
+                 if projector_depth > 0 else None)
+    return SSLModel(enc, projector)
