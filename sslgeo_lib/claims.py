@@ -170,3 +170,51 @@ def power_table(values: dict[str, pd.DataFrame], shapes: dict[str, tuple[int, in
             row[f"detectable, {name}"] = stats.detectable_effect(sd, n, m, power)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def shape_verdicts(df: pd.DataFrame, reference_depth: int = 2) -> dict[str, ClaimResult]:
+    """C6, depth 0 (no projector) against depth `reference_depth` (the default shape) at the same s and seed
+    (df: measures.shape_table; the reference is the run at the base width, the smallest width of that depth
+    present being used if several): primary = I(h) rises (the encoder itself becomes invariant); rank = log
+    erank(h) falls (it collapses); transfer = linear-probe acc(h) falls. Deltas are those of C2, C3 and C1."""
+    zero = df[df["depth"] == 0].set_index(["strength", "seed"])
+    ref = df[df["depth"] == reference_depth]
+    ref = ref[ref["width"] == ref["width"].min()].set_index(["strength", "seed"])
+    both = zero.index.intersection(ref.index)
+    diff = (zero.loc[both, ["I_h", "log_erank_h", "acc_h"]] - ref.loc[both, ["I_h", "log_erank_h", "acc_h"]]).reset_index()
+    vs = f"depth 0 minus depth {reference_depth}"
+    return {
+        "primary": per_strength_claim("C6", f"I(h), {vs}", diff, "I_h", +1, DELTAS["C2"]),
+        "rank": per_strength_claim("C6", f"log erank(h), {vs}", diff, "log_erank_h", -1, DELTAS["C3"]),
+        "transfer": per_strength_claim("C6", f"linear-probe acc(h), {vs}", diff, "acc_h", -1, DELTAS["C1"]),
+    }
+
+
+def shape_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """C6's exploratory table: for every shape and strength, each SHAPE_STATISTICS column's mean and 95%
+    t-interval over seeds (no verdict: beyond depth 0 the claim states no direction). Columns: depth, width,
+    strength, statistic, mean, low, high, n_seeds."""
+    from sslgeo_lib.measures import SHAPE_STATISTICS
+
+    parts = []
+    for column in SHAPE_STATISTICS:
+        t = stats.ci_table(df, column, by=("depth", "width", "strength"))
+        parts.append(t.assign(statistic=column))
+    return pd.concat(parts, ignore_index=True)
+
+
+def progress_verdicts(df: pd.DataFrame) -> dict[str, ClaimResult]:
+    """B4: each PROGRESS_STATISTICS column at each kept point of training (25%, 50%, 100%), read with its claim's
+    rule (direction and delta of C1, C2, C3) over the strengths s > 0: does each effect hold early, and does it
+    grow or fade? Keys: "<statistic>_<percent>" (e.g. "C2_50"); "primary" is C2 at the end of training."""
+    spec = {"C1_knn": (+1, DELTAS["C1"], "C1"), "C2": (+1, DELTAS["C2"], "C2"), "C3": (-1, DELTAS["C3"], "C3")}
+    from sslgeo_lib.measures import PROGRESS_STATISTICS
+
+    out = {}
+    for progress, part in df.groupby("progress"):
+        pct = int(round(100 * progress))
+        for column, (direction, delta, claim) in spec.items():
+            out[f"{column}_{pct}"] = per_strength_claim(
+                "B4", f"{PROGRESS_STATISTICS[column]} at {pct}% of training", part, column, direction, delta)
+    out["primary"] = out[f"C2_{max(int(round(100 * p)) for p in df['progress'])}"]
+    return out

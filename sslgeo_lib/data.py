@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sslgeo_lib.fileio import TEMP_SUFFIX, env_path, sha256_file, write_json
+from sslgeo_lib.fileio import TEMP_SUFFIX, umask, env_path, sha256_file, write_json
 
 DATASETS = ("cifar10",)
 _SPLITS = ("train", "test")
@@ -166,9 +166,7 @@ def _write_cache(folder: Path, arrays, manifest: dict) -> None:
     damaged folder of the same name is replaced; one that another process just completed is kept)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=TEMP_SUFFIX))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # as a plain mkdir would: other users may read a shared cache
+    os.chmod(tmp, 0o777 & ~umask())  # as a plain mkdir would: other users may read a shared cache
     try:
         for n, a in zip(_ARRAYS, arrays):
             np.save(tmp / f"{n}.npy", a, allow_pickle=False)

@@ -94,10 +94,13 @@ def intrinsic_dimension(x: np.ndarray, n: int, estimator: str, seed: int = 0) ->
 
 # --- the projector's Jacobian and its kept subspace (C3, C4) -----------------------------------
 
-def jacobians(projector: torch.nn.Module, h: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """J(h_i) = dg/dh at each row of h (N, D), fp32, projector in eval mode: (N, m, D)."""
+def jacobians(projector: torch.nn.Module | None, h: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """J(h_i) = dg/dh at each row of h (N, D), fp32, projector in eval mode: (N, m, D). No projector (depth 0:
+    z = h) gives the identity, (N, D, D)."""
     from torch.func import jacrev, vmap
 
+    if projector is None:
+        return np.broadcast_to(np.eye(h.shape[1], dtype=np.float32), (len(h), h.shape[1], h.shape[1])).copy()
     projector.eval()
     device = next(projector.parameters()).device
     single = lambda v: projector(v[None])[0]  # noqa: E731  BatchNorm1d wants a batch axis

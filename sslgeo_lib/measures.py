@@ -244,3 +244,63 @@ def _tangent_rows(run: Run, ev: EvalSettings) -> list[dict]:
     rho_random = _geometric_mean([geometry.suppression(jac[i], aug[i]) for i in range(len(anchors))])
     rho_normalized = _geometric_mean([geometry.suppression(jac_normalized[i], aug[i]) for i in range(len(anchors))])
     return [{**row, "rho_random": float(rho_random), "rho_normalized": float(rho_normalized)} for row in rows]
+
+
+# --- C6: projector shape ----------------------------------------------------------------------------
+
+SHAPE_STATISTICS = {  # column: what it is (C1-C5's primary statistics, and the encoder-side values behind them)
+    "acc_h": "linear-probe accuracy of h", "C1": "acc(h) - acc(z)",
+    "I_h": "invariance of h (s_eval = s_train)", "C2": "I(z) - I(h)",
+    "log_erank_h": "log effective rank of h", "C3": "log(erank(z) / erank(h))",
+    "C4": "locality gap (d fixed)", "retention_h": "retention of h", "C5": "retention(h) - retention(z)",
+}
+
+
+def shape_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
+    """C6: one row per run with its projector shape (depth, width), strength, seed and SHAPE_STATISTICS. Runs
+    are measured in groups of one shape (each group has one run per strength and seed), with C1-C5's own tables,
+    so every number equals the one the claim pages would give that run. For depth 0, z is h itself: every
+    h-vs-z difference is 0 by construction, and the encoder-side columns carry the comparison."""
+    groups: dict[tuple[int, int], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.config.projector_depth, run.config.projector_width), []).append(run)
+    return pd.concat([_shape_rows(group, ev).assign(depth=d, width=w) for (d, w), group in groups.items()],
+                     ignore_index=True)
+
+
+def _shape_rows(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
+    key = ["strength", "seed"]
+    acc = transfer_table(runs, ev).pivot_table(index=key, columns="layer", values="linear")
+    inv = invariance_table(runs, ev)
+    inv = inv[inv["eval"] == "train"].pivot_table(index=key, columns="layer", values="invariance")
+    er = erank_ratio(dimension_table(runs, ev)).set_index(key)
+    tang = tangent_table(runs, ev)
+    tang = tang[(tang["d_mode"] == "fixed") & (tang["r_mode"] == "erank")].set_index(key)
+    ret = retention_scores(retention_table(runs, ev)).pivot_table(index=key, columns="layer", values="retention")
+    out = pd.DataFrame({"acc_h": acc["h"], "C1": acc["h"] - acc["z"], "I_h": inv["h"], "C2": inv["z"] - inv["h"],
+                        "log_erank_h": np.log(er["h"]), "C3": er["log_ratio"], "C4": tang["locality_gap"],
+                        "retention_h": ret["h"], "C5": ret["h"] - ret["z"]})
+    return out.reset_index()
+
+
+# --- B4: training progress ---------------------------------------------------------------------------
+
+PROGRESS_STATISTICS = {"C1_knn": "kNN acc(h) - acc(z)", "C2": "I(z) - I(h), s_eval = s_train",
+                       "C3": "log(erank(z) / erank(h))"}
+
+
+def progress_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
+    """B4: C1's kNN gap, C2's and C3's primary statistics of each run at each of its kept epochs (the snapshots
+    after 25% and 50% of training, and the end). Columns: strength, seed, epoch, progress (epoch / epochs),
+    and PROGRESS_STATISTICS."""
+    key = ["strength", "seed"]
+    frames = []
+    for epoch in sorted({e for r in runs for e in r.epochs}):
+        at = [r.at(epoch) for r in runs if epoch in r.epochs]
+        knn = layer_difference(transfer_table(at, ev), "knn", a="h", b="z").set_index(key)["knn"]
+        inv = layer_difference(invariance_table(at, ev), "invariance", keys=("eval",))
+        inv = inv[inv["eval"] == "train"].set_index(key)["invariance"]
+        log_ratio = erank_ratio(dimension_table(at, ev)).set_index(key)["log_ratio"]
+        frame = pd.DataFrame({"C1_knn": knn, "C2": inv, "C3": log_ratio}).reset_index()
+        frames.append(frame.assign(epoch=epoch, progress=epoch / at[0].config.epochs))
+    return pd.concat(frames, ignore_index=True)

@@ -162,3 +162,60 @@ def augmentation_examples(data, n: int, strengths, seed: int = 0) -> np.ndarray:
     gen = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(data.x_test[class_balanced_subset(data.y_test, n, seed)]).float() / 255
     return np.stack([x.numpy()] + [augment(x, s, gen)[0].numpy() for s in strengths])
+
+
+def shape_label(depth: int, width: int) -> str:
+    """'none' (depth 0), 'linear' (depth 1), or 'depth 2, width 512'."""
+    return {0: "none", 1: "linear"}.get(depth, f"depth {depth}, width {width}")
+
+
+def shape_plot(df: pd.DataFrame, statistics: dict[str, str], height: float = 3.0, col_wrap: int = 3):
+    """C6: each statistic (one panel) per projector shape (x) and strength (colour): mean over seeds, 95%
+    t-interval as an error bar, single runs as dots. df: measures.shape_table."""
+    df = df.assign(shape=[shape_label(d, w) for d, w in zip(df["depth"], df["width"])])
+    order = [shape_label(d, w) for d, w in sorted(set(zip(df["depth"], df["width"])))]
+    cols = list(statistics)
+    ncols = min(len(cols), col_wrap)
+    nrows = -(-len(cols) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(height * 1.6 * ncols, height * nrows), squeeze=False)
+    strengths = sorted(set(df["strength"]))
+    colors = dict(zip(strengths, sns.color_palette("colorblind", len(strengths))))
+    for ax, column in zip(axes.flat, cols):
+        for k, s in enumerate(strengths):
+            part = df[df["strength"] == s]
+            t = ci_table(part, column, by=("shape",)).set_index("shape").reindex(order)
+            x = np.arange(len(order)) + (k - (len(strengths) - 1) / 2) * 0.15
+            ax.errorbar(x, t["mean"], yerr=[t["mean"] - t["low"], t["high"] - t["mean"]], fmt="o", capsize=3,
+                        color=colors[s], label=f"s = {s:g}")
+            pos = {name: i for i, name in enumerate(order)}
+            dots = np.array([pos[n] for n in part["shape"]]) + (k - (len(strengths) - 1) / 2) * 0.15
+            ax.plot(dots, part[column], ".", color=colors[s], alpha=0.35, ms=4)
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
+        ax.set_title(statistics[column], fontsize=10)
+    for ax in axes.flat[len(cols):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(frameon=False, title="training strength")
+    fig.suptitle("Projector shape: each claim's statistic (mean, 95% t-interval over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def progress_plot(df: pd.DataFrame, statistics: dict[str, str], height: float = 3.2):
+    """B4: each statistic (one panel) against the fraction of training done, one line per training strength:
+    mean over seeds with its 95% t-interval. df: measures.progress_table."""
+    fig, axes = plt.subplots(1, len(statistics), figsize=(height * 1.5 * len(statistics), height), squeeze=False)
+    strengths = sorted(set(df["strength"]))
+    colors = dict(zip(strengths, sns.color_palette("viridis", len(strengths))))
+    for ax, (column, label) in zip(axes.flat, statistics.items()):
+        for s in strengths:
+            t = ci_table(df[df["strength"] == s], column, by=("progress",))
+            ax.plot(100 * t["progress"], t["mean"], "o-", color=colors[s], label=f"s = {s:g}")
+            ax.fill_between(100 * t["progress"], t["low"], t["high"], color=colors[s], alpha=0.15, lw=0)
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.set_xlabel("% of training done")
+        ax.set_title(label, fontsize=10)
+    axes.flat[-1].legend(frameon=False, title="training strength", fontsize=8)
+    fig.suptitle("Each effect as training goes on")
+    fig.tight_layout()
+    return fig

@@ -65,18 +65,20 @@ def check_fits(cfg: RunConfig) -> None:
                          f"(use n_train <= {n:,}, or 0 for all of them)")
 
 
-def sweep(preset: Preset, progress: bool = True) -> list[Run]:
-    """Every run of the preset's sweep (strengths outer, seeds inner), training only those not yet stored.
+def sweep(preset: Preset, progress: bool = True, configs: list[RunConfig] | None = None) -> list[Run]:
+    """Every run of the preset's sweep (strengths outer, seeds inner; or of `configs`, e.g. the preset's
+    `shape_configs()`), training only those not yet stored.
     Before any run trains: the store is checked (when a run is missing) and the evaluation sizes against the data,
     so a bad store or n_test fails now, not after training."""
     from sslgeo_lib.data import load_dataset
 
-    missing = [c for c in preset.configs() if check_entry(entry_path(c), c) is not None]
+    configs = preset.configs() if configs is None else configs
+    missing = [c for c in configs if check_entry(entry_path(c), c) is not None]
     if missing:
         check_store(missing[0])
     data = load_dataset(preset.base.dataset)
     preset.eval.anchor_size(len(data.y_test)), preset.eval.id_size(len(data.y_test))
-    return [get_or_train(cfg, progress=progress) for cfg in preset.configs()]
+    return [get_or_train(cfg, progress=progress) for cfg in configs]
 
 
 def run_table(runs: list[Run]) -> pd.DataFrame:

@@ -26,7 +26,7 @@ def test_intro_has_the_claims_table_with_computed_verdicts(html):
     table = page[page.index("<table"):page.index("</table>")]
     for claim in ("C1", "C2", "C3", "C4", "C5", "C6", "C7"):
         assert f">{claim}<" in table
-    for claim in ("C1", "C2", "C3", "C4", "C5", "C7"):
+    for claim in ("C1", "C2", "C3", "C4", "C5", "C6", "C7"):
         row = table[table.index(f">{claim}<"):]
         row = row[:row.index("</tr>")]
         assert re.search(r"supported|contradicted|negligible|inconclusive", row), row
@@ -53,3 +53,18 @@ def test_claim_pages_have_figures_and_verdicts(html, page):
     text = (html / f"{page}.html").read_text()
     assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", text)) >= 2
     assert re.search(r"<span class=\"pasted-text\">(supported|contradicted|negligible|inconclusive)", text)
+
+
+@pytest.mark.parametrize("page", ["c6_projector", "b4_progress"])
+def test_beyond_pages_have_a_figure_and_verdicts(html, page):
+    text = (html / f"{page}.html").read_text()
+    assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", text)) >= 1
+    assert len(re.findall(r"<span class=\"pasted-text\">(supported|contradicted|negligible|inconclusive)", text)) >= 3
+
+
+def test_intro_has_the_beyond_the_paper_table(html):
+    page = (html / "intro.html").read_text()
+    beyond = page[page.index("Beyond the paper"):]
+    table = beyond[beyond.index("<table"):beyond.index("</table>")]
+    assert ">B4<" in table and "at 25% of training" in table and "at 100% of training" in table
+    assert re.search(r"supported|contradicted|negligible|inconclusive", table)

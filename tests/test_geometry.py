@@ -270,3 +270,11 @@ def test_local_pca_recovers_the_tangent_of_a_curved_manifold(d):
     assert min(recovery) > 0.95
     looped = G.local_pca(bank[G.neighbours(anchors[:1], bank, 10)[0]], d)
     assert G.alignment(looped, estimated[0]) == pytest.approx(1.0)  # batched == one at a time
+
+
+def test_no_projector_has_the_identity_jacobian():
+    from sslgeo_lib.geometry import jacobian_effective_rank, jacobians
+
+    jac = jacobians(None, np.random.default_rng(0).standard_normal((5, 7)))
+    assert jac.shape == (5, 7, 7) and np.array_equal(jac[3], np.eye(7))
+    np.testing.assert_allclose(jacobian_effective_rank(jac), 7.0)

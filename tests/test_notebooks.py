@@ -80,6 +80,8 @@ CLAIM_KEYS = {
     "c4_tangent.ipynb": ["c4", "c4_local_d", "c4_no_radial", "c4_r_d", "c4_r_2d", "c4_rho", "c4_rho_control", "c4_rho_trend", "c4_vs_global",
                          "c4_vs_random", "c4_rho_random", "c4_rho_normalized"],
     "c5_information.ipynb": ["c5", "c5_trend"],
+    "c6_projector.ipynb": ["c6", "c6_rank", "c6_transfer"],
+    "b4_progress.ipynb": ["b4", *(f"b4_{s}_{p}" for s in ("C1_knn", "C2", "C3") for p in (25, 50, 100))],
     "c7_theory.ipynb": ["c7", "c7_data_only", "c7_no_collapse", "c7_toy_rho", "c7_toy_locality", "c7_toy_alpha"],
 }
 

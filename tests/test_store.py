@@ -166,3 +166,14 @@ def test_snapshot_caches_are_keyed_by_epoch(cifar, isolated_store):
     run = get_or_train(TINY.replace(epochs=2), progress=False)
     early, final = clean_features(run.at(1), "test", 100), clean_features(run, "test", 100)
     assert not np.array_equal(early["h"], final["h"]) and np.array_equal(early["index"], final["index"])
+
+
+def test_written_files_get_the_mode_of_a_plain_open(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "f.json", lambda f: f.write(b"{}"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o644  # mkstemp alone would give 0600
