@@ -13,11 +13,14 @@ def _train(args) -> None:
 
     p = make_preset(args.preset, strengths=args.strengths, seeds=args.seeds, epochs=args.epochs,
                     allow_large_sweep=args.allow_large_sweep)
-    print(f"preset {p.name}: {len(p.configs())} runs (strengths {list(p.strengths)} x seeds {list(p.seeds)})",
+    configs = p.configs() if args.main_only else list(dict.fromkeys(p.configs() + p.shape_configs()))
+    print(f"preset {p.name}: {len(configs)} runs (strengths {list(p.strengths)} x seeds {list(p.seeds)}"
+          + ("" if args.main_only else f", and {len(configs) - len(p.configs())} projector-shape runs of C6") + ")",
           file=sys.stderr)
-    for run in sweep(p, progress=not args.quiet):
+    for run in sweep(p, progress=not args.quiet, configs=configs):
         m = run.metrics
-        print(f"{run.id}  s={run.config.strength:<5g} seed={run.config.seed}  loss={m['loss'][-1]:.3f}  "
+        print(f"{run.id}  s={run.config.strength:<5g} seed={run.config.seed}  depth={run.config.projector_depth} "
+              f"width={run.config.projector_width}  loss={m['loss'][-1]:.3f}  "
               f"knn={m['knn'][-1]:.3f}  {m['images_per_s']:,.0f} img/s  {m['train_seconds'] / 60:.1f} min")
 
 
@@ -51,12 +54,14 @@ def _params(args) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="sslgeo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train every missing run of a preset's sweep")
+    t = sub.add_parser("train", help="train every missing run of a preset's sweep and of its C6 shape grid")
     t.add_argument("--preset", default="auto", help=f"auto | {' | '.join(PRESETS)} (default: auto)")
     t.add_argument("--strengths", help='override the sweep\'s strengths, e.g. "[0, 0.5, 1.0]"')
     t.add_argument("--seeds", help='override the sweep\'s seeds, e.g. "[0, 1]"')
     t.add_argument("--epochs", help="override the epochs of every run")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("--main-only", action="store_true",
+                   help="only the strength x seed sweep (not C6's projector-shape runs)")
     t.add_argument("--allow-large-sweep", action="store_true",
                    help="train a sweep larger than presets.MAX_SWEEP_RUNS runs")
     t.set_defaults(func=_train)

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_train_list_and_clean(cifar, isolated_store, capsys):
-    main(["train", "--preset", "smoke", "--strengths", "[1.0]", "--quiet"])
+    main(["train", "--preset", "smoke", "--strengths", "[1.0]", "--quiet", "--main-only"])
     out = capsys.readouterr().out
     assert "s=1" in out and "img/s" in out
     main(["list"])
