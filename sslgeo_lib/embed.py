@@ -1,7 +1,7 @@
 """Feature extraction: h, every projector hidden layer, and z, for clean images and augmented views.
 
-All extraction is batched, no-grad, in fp32 (evaluation features are not rounded to bf16), in eval mode,
-on any device. `clean_features` and `view_features` cache their arrays in the run's store entry.
+All extraction is batched, no-grad, in fp32 (evaluation features are not rounded to bf16) with channels_last
+inputs, in eval mode, on any device. `clean_features` and `view_features` cache their arrays in the run's store entry.
 Layer names: "h" (encoder), "hidden1" .. "hidden{depth-1}" (projector hidden layers, after ReLU), "z".
 """
 from __future__ import annotations
@@ -21,18 +21,24 @@ def _batches(x_u8: np.ndarray, device):
         yield torch.from_numpy(x_u8[i:i + BATCH]).to(device).float().div_(255)
 
 
+def _fast(x: torch.Tensor) -> torch.Tensor:
+    """The batch in channels_last memory order: convolutions run about 1.6-1.9x faster on the CPU in fp32 for the
+    same arithmetic. The model is left as it is (the training monitor shares the model being trained)."""
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 @torch.no_grad()
 def encode(encoder: torch.nn.Module, x_u8: np.ndarray, device="cpu") -> np.ndarray:
     """h = f(x) for uint8 images (N, 3, H, W): float32 (N, D)."""
     encoder.eval()
-    return np.concatenate([encoder(xb).float().cpu().numpy() for xb in _batches(x_u8, device)])
+    return np.concatenate([encoder(_fast(xb)).float().cpu().numpy() for xb in _batches(x_u8, device)])
 
 
 @torch.no_grad()
 def layers(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """All layers of a float batch: {"h": (B, D), "hidden1": (B, w), ..., "z": (B, m)}; z is h itself for a
     model without a projector (depth 0)."""
-    h = model.encoder(x)
+    h = model.encoder(_fast(x))
     if model.projector is None:
         return {"h": h, "z": h}
     z, hidden = model.projector(h, hidden=True)

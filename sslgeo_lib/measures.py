@@ -291,16 +291,22 @@ PROGRESS_STATISTICS = {"C1_knn": "kNN acc(h) - acc(z)", "C2": "I(z) - I(h), s_ev
 
 def progress_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
     """B4: C1's kNN gap, C2's and C3's primary statistics of each run at each of its kept epochs (the snapshots
-    after 25% and 50% of training, and the end). Columns: strength, seed, epoch, progress (epoch / epochs),
-    and PROGRESS_STATISTICS."""
-    key = ["strength", "seed"]
+    after 25% and 50% of training, and the end), computed exactly as the claim pages compute them (the same
+    features, views, kNN and estimators) but nothing else. Columns: strength, seed, epoch, progress
+    (epoch / epochs), and PROGRESS_STATISTICS."""
+    def rows_of(run):
+        n_test = _sizes(run, ev)[0]
+        train, test = clean_features(run, "train", 0), clean_features(run, "test", n_test)
+        views = view_features(run, n_test, run.config.strength, ev.n_views)
+        knn = {k: probes.knn_accuracy(train[k], train["y"], test[k], test["y"], ev.knn_k) for k in ("h", "z")}
+        inv = {k: geometry.invariance(views[k])["invariance"] for k in ("h", "z")}
+        erank = {k: geometry.effective_rank(test[k]) for k in ("h", "z")}
+        return [{"C1_knn": knn["h"] - knn["z"], "C2": float(inv["z"] - inv["h"]),
+                 "C3": float(np.log(erank["z"] / erank["h"]))}]
+
     frames = []
     for epoch in sorted({e for r in runs for e in r.epochs}):
         at = [r.at(epoch) for r in runs if epoch in r.epochs]
-        knn = layer_difference(transfer_table(at, ev), "knn", a="h", b="z").set_index(key)["knn"]
-        inv = layer_difference(invariance_table(at, ev), "invariance", keys=("eval",))
-        inv = inv[inv["eval"] == "train"].set_index(key)["invariance"]
-        log_ratio = erank_ratio(dimension_table(at, ev)).set_index(key)["log_ratio"]
-        frame = pd.DataFrame({"C1_knn": knn, "C2": inv, "C3": log_ratio}).reset_index()
+        frame = _table(at, "progress", ev, ("n_test", "n_views", "knn_k"), rows_of)
         frames.append(frame.assign(epoch=epoch, progress=epoch / at[0].config.epochs))
     return pd.concat(frames, ignore_index=True)

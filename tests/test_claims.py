@@ -131,3 +131,48 @@ def test_power_table_uses_the_measured_noise():
     table = claims.power_table(values, {"cpu": (3, 4)})
     assert table["seed-to-seed sd"].iloc[0] == pytest.approx(1e-3)
     assert table["detectable, cpu"].iloc[0] == pytest.approx(6.55e-3, rel=0.02)  # 6.55 sd (stats' own test)
+
+
+def _shape_rows(depth, width, strength, seed, **values):
+    base = {"acc_h": 0.5, "C1": 0.0, "I_h": 0.3, "C2": 0.0, "log_erank_h": 3.0, "C3": 0.0, "C4": 0.0,
+            "retention_h": 0.5, "C5": 0.0}
+    return {"depth": depth, "width": width, "strength": strength, "seed": seed, **base, **values}
+
+
+def test_shape_verdicts_pair_depth_zero_with_depth_two_by_strength_and_seed():
+    """Known answers: depth 0 more invariant by 0.1 (supported), rank unchanged up to noise far below delta
+    (negligible), accuracy higher by 0.05 (contradicts 'transfers worse'); a depth-2 run at another width must
+    not be used as the reference."""
+    import pandas as pd
+
+    from sslgeo_lib.claims import shape_verdicts
+
+    rows = []
+    for s in (0.25, 1.0):
+        for k in range(4):
+            jitter = 0.002 * (k - 1.5)
+            rows.append(_shape_rows(2, 512, s, k))
+            rows.append(_shape_rows(2, 2048, s, k, I_h=0.9, acc_h=0.1))  # not the reference
+            rows.append(_shape_rows(0, 512, s, k, I_h=0.4 + jitter, log_erank_h=3.0 + jitter / 10,
+                                    acc_h=0.55 + jitter))
+    v = shape_verdicts(pd.DataFrame(rows))
+    assert v["primary"].verdict == "supported" and abs(v["primary"].estimate - 0.1) < 0.01
+    assert v["rank"].verdict == "negligible"
+    assert v["transfer"].verdict == "contradicted"
+
+
+def test_progress_verdicts_read_each_point_with_its_claims_rule():
+    import pandas as pd
+
+    from sslgeo_lib.claims import progress_verdicts
+
+    rows = []
+    for progress, gap in ((0.25, 0.0), (0.5, 0.05), (1.0, 0.1)):
+        for s in (0.5, 1.0):
+            for k in range(3):
+                j = 0.002 * (k - 1)
+                rows.append({"strength": s, "seed": k, "epoch": int(progress * 20), "progress": progress,
+                             "C1_knn": gap + j, "C2": gap + j, "C3": -10 * gap + j})
+    v = progress_verdicts(pd.DataFrame(rows))
+    assert v["C2_25"].verdict == "negligible" and v["C2_50"].verdict == "supported"
+    assert v["C3_100"].verdict == "supported" and v["primary"] is v["C2_100"]

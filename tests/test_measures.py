@@ -93,3 +93,20 @@ def test_removing_the_radial_direction_removes_a_fake_locality_gap():
     fake = geometry.locality_gap(kept, tangents, np.random.default_rng(1)).mean()
     clean = geometry.locality_gap(_without(kept, h), _without(tangents, h), np.random.default_rng(1)).mean()
     assert fake > 0.3 and abs(clean) < 0.02
+
+
+def test_progress_table_at_the_end_equals_the_claim_pages(setup):
+    """B4's last point is computed like C1's kNN gap, C2's primary and C3's primary: the same numbers."""
+    from sslgeo_lib.measures import erank_ratio, layer_difference, progress_table
+
+    ev, runs, _ = setup
+    prog = progress_table(runs, ev)
+    end = prog[prog["progress"] == 1].set_index(["strength", "seed"])
+    knn = layer_difference(measures.transfer_table(runs, ev), "knn", a="h", b="z").set_index(["strength", "seed"])
+    inv = measures.layer_difference(measures.invariance_table(runs, ev), "invariance", keys=("eval",))
+    inv = inv[inv["eval"] == "train"].set_index(["strength", "seed"])
+    er = erank_ratio(measures.dimension_table(runs, ev)).set_index(["strength", "seed"])
+    np.testing.assert_allclose(end["C1_knn"], knn.loc[end.index, "knn"])
+    np.testing.assert_allclose(end["C2"], inv.loc[end.index, "invariance"])
+    np.testing.assert_allclose(end["C3"], er.loc[end.index, "log_ratio"])
+    assert sorted(set(prog["progress"])) == [0.25, 0.5, 1.0]
