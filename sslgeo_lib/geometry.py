@@ -111,7 +111,11 @@ def jacobians(projector: torch.nn.Module | None, h: np.ndarray, chunk: int = 256
 
 def jacobian_effective_rank(jac: np.ndarray) -> np.ndarray:
     """Effective rank (see `effective_rank`, uncentred) of each Jacobian in jac (N, m, D): (N,)."""
-    s = np.linalg.svd(np.asarray(jac, dtype=np.float64), compute_uv=False)  # (N, min(m, D))
+    return effective_rank_of_spectrum(np.linalg.svd(np.asarray(jac, dtype=np.float64), compute_uv=False))
+
+
+def effective_rank_of_spectrum(s: np.ndarray) -> np.ndarray:
+    """exp(entropy of s / sum(s)) of each row of singular values s (N, k): (N,)."""
     p = s / s.sum(1, keepdims=True)
     return np.exp(-(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)).sum(1))
 

@@ -194,12 +194,16 @@ def tangent_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
 def _without(bases, anchors: np.ndarray) -> list[np.ndarray]:
     """Each basis (D, r) with the anchor's own radial direction h_i / ||h_i|| projected out, re-orthonormalised:
     a point-dependent direction that both a kept subspace and a local tangent plane can contain (a projector that
-    keeps only the norm of h would otherwise score a large locality gap)."""
-    out = []
-    for q, h in zip(bases, anchors):
-        u = h / np.linalg.norm(h)
-        left, s, _ = np.linalg.svd(q - np.outer(u, u @ q), full_matrices=False)
-        out.append(left[:, : max(1, int((s > 1e-6).sum()))])  # the directions that remain, best first
+    keeps only the norm of h would otherwise score a large locality gap). Bases of equal r share one batched SVD."""
+    u = anchors / np.linalg.norm(anchors, axis=1, keepdims=True)
+    out: list = [None] * len(bases)
+    for r in sorted({q.shape[1] for q in bases}):
+        idx = [i for i, q in enumerate(bases) if q.shape[1] == r]
+        q, ui = np.stack([bases[i] for i in idx]), u[idx]
+        left, s, _ = np.linalg.svd(q - ui[:, :, None] * np.einsum("ad,adr->ar", ui, q)[:, None, :],
+                                   full_matrices=False)
+        for j, i in enumerate(idx):  # the directions that remain, best first
+            out[i] = left[j][:, : max(1, int((s[j] > 1e-6).sum()))]
     return out
 
 
@@ -215,24 +219,27 @@ def _tangent_rows(run: Run, ev: EvalSettings) -> list[dict]:
     views = view_features(run, n_anchor, ev.small_strength, ev.n_views)["h"]  # the same anchor images
     jac = geometry.jacobians(run.model().projector, anchors)
     jac_normalized = geometry.normalized_jacobians(jac, clean["z"])
-    erank = np.maximum(1, np.rint(geometry.jacobian_effective_rank(jac))).astype(int)
+    _, singular, right = np.linalg.svd(jac.astype(np.float64), full_matrices=False)  # right: (A, min(m, D), D)
+    erank = np.maximum(1, np.rint(geometry.effective_rank_of_spectrum(singular))).astype(int)
     nbrs = geometry.neighbours(anchors, bank, ev.tangent_k)
     dim, rng = anchors.shape[1], np.random.default_rng(run.config.seed)
-    right = np.linalg.svd(jac.astype(np.float64))[2]  # (A, D, D): rows are right singular vectors
     global_pca = geometry.local_pca(bank, dim)
-    aug = [geometry.augmentation_directions(views[i], ev.aug_dims) for i in range(len(anchors))]
-    local_d = [geometry.local_dimension(bank[nbrs[i]]) for i in range(len(anchors))]
+    aug = geometry.augmentation_directions(views, ev.aug_dims)  # (A, D, aug_dims), one batched SVD
+    neighbourhoods = bank[nbrs]  # (A, tangent_k, D)
+    planes = geometry.local_pca(neighbourhoods, min(neighbourhoods.shape[1:]))  # every direction, best first
+    local_d = [geometry.local_dimension(neighbourhoods[i]) for i in range(len(anchors))]
     rows = []
     for d_mode in ("fixed", "local"):
         ds = [ev.tangent_d] * len(anchors) if d_mode == "fixed" else local_d
-        tangents = [geometry.local_pca(bank[nbrs[i]], ds[i]) for i in range(len(anchors))]
+        tangents = [planes[i, :, :ds[i]] for i in range(len(anchors))]
+        tangents_no_radial = _without(tangents, anchors)
         rho_data = _geometric_mean([geometry.suppression_vs_data(jac[i], aug[i], tangents[i])
                                     for i in range(len(anchors))])
         for r_mode in R_MODES:
             rs = {"erank": erank, "d": np.array(ds), "2d": 2 * np.array(ds)}[r_mode].clip(1, min(jac.shape[1:]))
             kept = [right[i, :rs[i]].T for i in range(len(anchors))]
             gap = geometry.locality_gap(kept, tangents, rng)
-            radial = geometry.locality_gap(_without(kept, anchors), _without(tangents, anchors), rng)
+            radial = geometry.locality_gap(_without(kept, anchors), tangents_no_radial, rng)
             alpha = np.array([geometry.alignment(tangents[i], kept[i]) for i in range(len(anchors))])
             rows.append({"d_mode": d_mode, "r_mode": r_mode, "alpha": float(alpha.mean()),
                          "alpha_other": float((alpha - gap).mean()), "locality_gap": float(gap.mean()),

@@ -1,4 +1,5 @@
-"""The whole book, built with the smoke preset and -W (any warning or failing notebook fails the build)."""
+"""The whole book and the core edition (_toc_core.yml), built with the smoke preset and -W (any warning or failing
+notebook fails the build). Both builds share one jupyter-cache, so the core build re-executes nothing."""
 import os
 import re
 import subprocess
@@ -11,27 +12,66 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def html(cifar, tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
+def config(tmp_path_factory):
+    """The book's _config.yml with notebook execution cached in a temporary folder."""
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    folder = tmp_path_factory.mktemp("config")
+    cfg["execute"] |= {"execute_notebooks": "cache", "cache": str(folder / "jupyter_cache")}
+    (folder / "_config.yml").write_text(yaml.safe_dump(cfg))
+    return folder / "_config.yml"
+
+
+def _build(out: Path, config: Path, *options: str) -> Path:
     env = {**os.environ, "SSLGEO_PRESET": "smoke"}
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "-W", "-n", "--keep-going",
-           "--path-output", str(out)]
+           "--path-output", str(out), "--config", str(config), *options]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     return out / "_build" / "html" / "book"
 
 
-def test_intro_has_the_claims_table_with_computed_verdicts(html):
-    page = (html / "intro.html").read_text()
-    table = page[page.index("<table"):page.index("</table>")]
-    for claim in ("C1", "C2", "C3", "C4", "C5", "C6", "C7"):
-        assert f">{claim}<" in table
-    for claim in ("C1", "C2", "C3", "C4", "C5", "C6", "C7"):
+@pytest.fixture(scope="module")
+def html(cifar, config, tmp_path_factory):
+    return _build(tmp_path_factory.mktemp("book"), config)
+
+
+@pytest.fixture(scope="module")
+def core_html(html, config, tmp_path_factory):
+    return _build(tmp_path_factory.mktemp("core"), config, "--toc", str(ROOT / "_toc_core.yml"))
+
+
+CORE_CLAIMS = ("C1", "C2", "C3", "C4", "C5", "C7")
+
+
+def _rows_have_verdicts(table: str, claims):
+    for claim in claims:
         row = table[table.index(f">{claim}<"):]
         row = row[:row.index("</tr>")]
         assert re.search(r"supported|contradicted|negligible|inconclusive", row), row
+
+
+def test_intro_has_the_claims_table_with_computed_verdicts(html):
+    page = (html / "intro.html").read_text()
+    table = page[page.index("<table"):page.index("</table>")]
+    _rows_have_verdicts(table, CORE_CLAIMS)
     assert "I(z) - I(h)" in table and "erank(z) / erank(h)" in table and "locality gap" in table
     assert re.search(r"verdict rule\s*<span class=\"pasted-text\">v2</span>", page)
+    shape = page[page.index("id=\"the-projector-s-shape-c6\""):]
+    _rows_have_verdicts(shape[shape.index("<table"):shape.index("</table>")], ("C6",))
+
+
+def test_the_core_edition_has_the_core_claims_and_no_other_page(core_html):
+    page = (core_html / "intro_core.html").read_text()
+    table = page[page.index("<table"):page.index("</table>")]
+    _rows_have_verdicts(table, CORE_CLAIMS)
+    assert ">C6<" not in page and "b4_progress" not in page and "The core edition" in page
+    built = {p.stem for p in core_html.glob("*.html")} - {"genindex", "search"}
+    assert built == {"intro_core", "methods", "c1_transfer", "c2_invariance", "c3_dimension", "c4_tangent",
+                     "c5_information", "c7_theory"}, built
+    for chapter in built - {"intro_core"}:  # the navigation reaches every chapter
+        assert f'href="{chapter}.html"' in page, chapter
 
 
 def test_c2_page_has_its_figures_and_glued_result(html):

@@ -56,3 +56,24 @@ def test_views_are_seeded_and_carry_their_parameters(model, images):
 def test_layers_of_a_float_batch(model):
     out = layers(model, torch.rand(2, 3, 32, 32))
     assert set(out) == {"h", "hidden1", "hidden2", "z"}
+
+
+@pytest.mark.parametrize("encoder", ["small_cnn", "resnet18"])
+def test_inference_folds_every_batchnorm_and_keeps_the_function(encoder):
+    from sslgeo_lib.embed import for_inference
+
+    torch.manual_seed(0)
+    model = build_model(encoder, 4, 16, 2, 8)
+    for m in model.encoder.modules():  # trained-like statistics, so that folding has something to change
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.normal_()
+            m.bias.data.normal_()
+    fast = for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.encoder.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.encoder.modules())  # the model is unchanged
+    x = torch.rand(6, 3, 32, 32)
+    with torch.no_grad():
+        plain, folded = model.encoder(x), fast.encoder(x.contiguous(memory_format=torch.channels_last))
+    np.testing.assert_allclose(folded.numpy(), plain.numpy(), rtol=1e-4, atol=1e-4 * float(plain.abs().max()))
