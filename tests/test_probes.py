@@ -116,3 +116,18 @@ def test_the_linear_probe_does_not_depend_on_the_thread_count():
     finally:
         torch.set_num_threads(before)
     assert results[0]["accuracy"] == results[1]["accuracy"] and results[0]["C"] == results[1]["C"]
+
+
+def test_the_linear_probe_is_unmoved_by_rounding_level_changes_of_its_features():
+    """What another machine changes: the same weights give features equal to float32 rounding (different kernels,
+    another summation order). A probe run to convergence gives the same C and the same accuracy; one stopped early
+    (the 500-iteration cap of the scikit-learn grid it replaced) does not have to."""
+    x, y = _overlapping(2000, 6)
+    q, qy = _overlapping(1000, 7)
+    rng = np.random.default_rng(0)
+    base = linear_probe(x, y, q, qy, seed=0)
+    for _ in range(3):
+        jitter = lambda a: (a * (1 + 1e-6 * rng.standard_normal(a.shape))).astype(np.float32)  # noqa: E731
+        moved = linear_probe(jitter(x), y, jitter(q), qy, seed=0)
+        assert moved["C"] == base["C"] and moved["accuracy"] == base["accuracy"]
+        assert moved["grad"] <= 1e-6
