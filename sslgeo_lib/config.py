@@ -11,11 +11,11 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from sslgeo_lib.training.augment import policy
-from sslgeo_lib.data import DATASETS
+from sslgeo_lib.training.augment import FAMILIES, policy
+from sslgeo_lib.data import check_dataset
 from sslgeo_lib.training.models import ENCODERS
 
-METHODS = ("simclr",)
+METHODS = ("simclr", "vicreg", "barlow_twins", "byol")  # SSL objectives (training/losses.py; B1)
 PRECISIONS = ("auto", "bf16", "fp32")
 MAX_SEED = 2**31 - 1  # seeds feed numpy and torch generators (seed * 1_000_003 + epoch must stay in 64 bits)
 _TYPES = {"int": int, "float": float, "str": str, "tuple[float, ...]": tuple}  # annotations, as strings
@@ -25,7 +25,7 @@ _TYPES = {"int": int, "float": float, "str": str, "tuple[float, ...]": tuple}  #
 class RunConfig:
     """Everything that determines one trained model. Units and reasons inline."""
 
-    dataset: str = "cifar10"
+    dataset: str = "cifar10"       # cifar10 | cifar100 | stl10 | the path of an ImageFolder tree or tarball
     n_train: int = 10_000          # class-balanced training subset (0 = the whole training set)
     subset_seed: int = 0           # which subset; fixed across seeds so that seeds vary only init and views
     encoder: str = "small_cnn"     # small_cnn (CPU) | resnet18 (CIFAR stem)
@@ -33,13 +33,15 @@ class RunConfig:
     projector_width: int = 512     # hidden width of the projector MLP
     projector_depth: int = 2       # linear layers of the projector (0 = none: the loss acts on h; 1 = linear); SimCLR: 2
     projector_out: int = 128       # m, dimension of z; SimCLR uses 128
-    method: str = "simclr"         # SSL objective (NT-Xent)
+    method: str = "simclr"         # SSL objective: simclr (NT-Xent) | vicreg | barlow_twins | byol (B1)
     strength: float = 0.5          # augmentation strength s (0 = identity; 0.5 = SimCLR's CIFAR setting)
+    augment_family: str = "all"    # which augmentations s scales: all | crop | color | flip (the others off; B2)
     epochs: int = 20               # passes over the training subset (cpu preset: calibrated in the README)
     batch_size: int = 256          # source images per step (two views each)
     lr: float = 0.06               # base SGD learning rate at batch 256, scaled linearly with batch size
     weight_decay: float = 5e-4     # SGD weight decay (common SimCLR-on-CIFAR value)
-    temperature: float = 0.5       # NT-Xent tau; 0.5 is the usual CIFAR choice
+    temperature: float = 0.5       # NT-Xent tau; 0.5 is the usual CIFAR choice (simclr only)
+    ema: float = 0.99              # BYOL's base target decay tau_0, cosine-raised to 1 (Grill et al. 2020; byol only)
     seed: int = 0                  # model initialisation, batch order and augmentation draws
     precision: str = "auto"        # auto (bf16 where the hardware has it) | bf16 | fp32
     monitor_every: int = 5         # epochs between kNN-accuracy checkpoints in the training curve (0 = end only)
@@ -50,14 +52,20 @@ class RunConfig:
         self._check_ranges()
 
     def _check_choices(self):
-        for name, allowed in (("dataset", DATASETS), ("encoder", ENCODERS), ("method", METHODS),
-                              ("precision", PRECISIONS)):
+        for name, allowed in (("encoder", ENCODERS), ("method", METHODS), ("precision", PRECISIONS),
+                              ("augment_family", tuple(FAMILIES))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"RunConfig.{name}={getattr(self, name)!r} is unknown; accepted: "
                                  f"{', '.join(allowed)}")
+        try:
+            object.__setattr__(self, "dataset", check_dataset(self.dataset))  # a path becomes absolute
+        except ValueError as exc:
+            raise ValueError(f"RunConfig.{exc}") from None
 
     def _check_ranges(self):
         policy(self.strength)  # raises for negative or non-finite strength
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"RunConfig.ema must lie in [0, 1), got {self.ema!r}")
         positive = ("encoder_width", "projector_width", "projector_out", "epochs", "batch_size", "lr", "temperature")
         for name in positive:
             if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):

@@ -1,4 +1,11 @@
-"""Datasets as uint8 arrays: `load_dataset(name)` and class-balanced subsets.
+"""Datasets as uint8 arrays (N, 3, 32, 32): `load_dataset(name)`.
+
+A dataset is a name (DATASETS) or the path of an ImageFolder tree (`train/<class>/*`, `test/<class>/*`) or of a
+`.tar` / `.tar.gz` of one, with its own classes (sorted folder names, as torchvision's ImageFolder) and image
+size: every image is resized so that its shorter side is RESOLUTION pixels, then centre-cropped to RESOLUTION x
+RESOLUTION (torchvision's Resize + CenterCrop; bicubic, antialiased). CIFAR-100 and STL-10 (its 5,000 labelled
+training and 8,000 test images; 96 x 96, resized) come from torchvision's download into the cache folder where
+the network allows; offline, pass a tree or tarball of them by path.
 
 CIFAR-10 is found, in this order:
   1. `$SSLGEO_DATA` pointing at torchvision's `cifar-10-batches-py` folder (or its parent), at an ImageFolder
@@ -14,7 +21,8 @@ arrays on every load (a damaged cache is rebuilt, never used).
 
 A source is rejected, with the file named, when it is truncated (a tar without its end-of-archive blocks, a
 gzip stream cut short, a short batch file), when an image cannot be decoded, or when it is short: CIFAR-10 is
-class-balanced, so a split whose classes differ in size (or differ from the training classes) is incomplete.
+class-balanced, so a split whose classes differ in size (or differ from the training classes) is incomplete
+(a tree given by path may be unbalanced; its test classes must be training classes).
 Relative SSLGEO_DATA / SSLGEO_CACHE paths are resolved against the directory the user ran from.
 """
 from __future__ import annotations
@@ -38,7 +46,8 @@ from PIL import Image
 
 from sslgeo_lib.fileio import TEMP_SUFFIX, umask, env_path, sha256_file, write_json
 
-DATASETS = ("cifar10",)
+DATASETS = ("cifar10", "cifar100", "stl10")
+RESOLUTION = 32  # the side every preset's encoders see; other sizes are resized to it
 _SPLITS = ("train", "test")
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -66,16 +75,38 @@ def fingerprint(name: str = "cifar10") -> str:
 
 
 def load_dataset(name: str = "cifar10") -> Dataset:
-    """Load a dataset by name (see DATASETS); decoded once, then read from the array cache."""
+    """Load a dataset by name (see DATASETS) or path; decoded once, then read from the array cache."""
+    name = check_dataset(name)
     source = data_source(name)
-    return _load_cifar10(source, _source_key(source))
+    return _load(name, source, _source_key(source))
+
+
+def check_dataset(name: str) -> str:
+    """`name` if it is one of DATASETS, else the absolute path of an existing ImageFolder tree or tarball
+    (`~` expanded; a relative path is taken from where the user ran, $PWD); anything else is a ValueError that
+    says what is accepted."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"dataset must be a name or a path, got {name!r}")
+    if name in DATASETS:
+        return name
+    path = Path(name).expanduser()
+    if not path.is_absolute():
+        path = Path(os.environ.get("PWD") or os.getcwd()) / path
+    if _is_tree(path) or _is_tarball(path):
+        return str(path)
+    raise ValueError(f"dataset {name!r} is neither a known dataset ({', '.join(DATASETS)}) nor an ImageFolder tree "
+                     f"(a folder with train/<class>/* and test/<class>/*) or a .tar / .tar.gz of one"
+                     + (f"; {path} does not exist" if not path.exists() else f"; {path} is neither"))
 
 
 def data_source(name: str = "cifar10") -> Path:
     """The absolute path the dataset is read from (see the module doc)."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; accepted: {', '.join(DATASETS)}")
-    return _cifar10_source()
+    name = check_dataset(name)
+    if name == "cifar10":
+        return _cifar10_source()
+    if name in DATASETS:
+        return _torchvision_source(name)
+    return Path(name)
 
 
 # --- locating the source -----------------------------------------------------------------------
@@ -108,6 +139,25 @@ def _download(root: Path) -> None:
         torchvision.datasets.CIFAR10(str(root), train=True, download=True)
     except Exception as exc:  # network errors come in many types
         raise FileNotFoundError(f"CIFAR-10 was not found and could not be downloaded ({exc}). {_OPTIONS}") from exc
+
+
+_TORCHVISION = {"cifar100": ("CIFAR100", "cifar-100-python", {"train": True}),
+                "stl10": ("STL10", "stl10_binary", {"split": "train"})}
+
+
+def _torchvision_source(name: str) -> Path:
+    """CIFAR-100 or STL-10, downloaded by torchvision into the cache folder once (where the network allows)."""
+    import torchvision
+
+    cls, folder, kwargs = _TORCHVISION[name]
+    root = cache_dir() / "torchvision"
+    if not (root / folder).is_dir():
+        try:
+            getattr(torchvision.datasets, cls)(str(root), download=True, **kwargs)
+        except Exception as exc:  # network errors come in many types
+            raise FileNotFoundError(f"{name} was not found in {root} and could not be downloaded ({exc}); offline, "
+                                    f"pass an ImageFolder tree or tarball of it by path as the dataset") from exc
+    return root / folder
 
 
 def _is_batches_dir(p: Path) -> bool:
@@ -147,18 +197,19 @@ def _tarball_key(source: Path, size: int, mtime_ns: int, inode: int) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_cifar10(source: Path, key: str) -> Dataset:
-    folder = cache_dir() / f"cifar10-{hashlib.sha256(f'{source}|{key}'.encode()).hexdigest()[:16]}"
+def _load(name: str, source: Path, key: str) -> Dataset:
+    kind = name if name in DATASETS else "folder"
+    folder = cache_dir() / f"{kind}-{hashlib.sha256(f'{source}|{key}|{RESOLUTION}'.encode()).hexdigest()[:16]}"
     loaded = _read_cache(folder)
     if loaded is None:
-        arrays, classes = _decode(source)
+        arrays, classes = _decode(source, kind)
         _write_cache(folder, arrays, {"classes": list(classes), "fingerprint": _fingerprint(arrays),
                                       "source": str(source)})
         loaded = _read_cache(folder)
         if loaded is None:
             raise OSError(f"the decoded-data cache {folder} could not be read back after writing it")
     arrays, manifest = loaded
-    return Dataset("cifar10", *arrays, classes=tuple(manifest["classes"]), fingerprint=manifest["fingerprint"])
+    return Dataset(name, *arrays, classes=tuple(manifest["classes"]), fingerprint=manifest["fingerprint"])
 
 
 def _write_cache(folder: Path, arrays, manifest: dict) -> None:
@@ -215,12 +266,17 @@ def _fingerprint(arrays) -> str:
     return h.hexdigest()
 
 
-def _decode(source: Path):
+def _decode(source: Path, kind: str = "cifar10"):
+    balanced = kind == "cifar10"
     if _is_tarball(source):
-        return _decode_members(_tar_members(source), source)
+        return _decode_members(_tar_members(source), source, balanced)
     if _is_tree(source):
         files = ((str(p.relative_to(source)), p.read_bytes) for p in sorted(source.rglob("*")) if p.is_file())
-        return _decode_members(files, source)
+        return _decode_members(files, source, balanced)
+    if kind == "cifar100":
+        return _decode_cifar100(source)
+    if kind == "stl10":
+        return _decode_stl10(source)
     batches = source if _is_batches_dir(source) else source / "cifar-10-batches-py"
     return _decode_batches(batches)
 
@@ -253,13 +309,25 @@ def _check_end_of_archive(tar: tarfile.TarFile, path: Path) -> None:
 
 def _decode_image(read, where: str) -> np.ndarray:
     try:
-        return np.asarray(Image.open(io.BytesIO(read())).convert("RGB"), dtype=np.uint8)
+        return _to_resolution(Image.open(io.BytesIO(read())).convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise SourceError(f"cannot decode image {where}: {exc}") from None
 
 
-def _decode_members(members, source: Path):
-    """ImageFolder members (relative path, byte reader) -> arrays; classes sorted, as torchvision does."""
+def _to_resolution(img: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 at RESOLUTION x RESOLUTION: torchvision's Resize(RESOLUTION) (shorter side, bicubic,
+    antialiased) then CenterCrop(RESOLUTION); an image already of that size is returned unchanged, bit for bit."""
+    if img.size != (RESOLUTION, RESOLUTION):
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+
+        img = TF.center_crop(TF.resize(img, RESOLUTION, InterpolationMode.BICUBIC, antialias=True), RESOLUTION)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _decode_members(members, source: Path, balanced: bool = True):
+    """ImageFolder members (relative path, byte reader) -> arrays; classes sorted, as torchvision does.
+    `balanced`: every class of a split must have the same number of images (CIFAR-10)."""
     found = {s: [] for s in _SPLITS}
     for name, read in members:
         parts = Path(name).parts
@@ -269,7 +337,7 @@ def _decode_members(members, source: Path):
     if not all(found.values()):
         raise FileNotFoundError(f"no images under train/<class>/ and test/<class>/ in {source}. {_OPTIONS}")
     classes = sorted({c for c, _, _ in found["train"]})
-    _check_complete(found, classes, source)
+    _check_complete(found, classes, source, balanced)
     out = []
     for split in _SPLITS:
         items = sorted(found[split], key=lambda t: (classes.index(t[0]), t[1]))
@@ -278,15 +346,15 @@ def _decode_members(members, source: Path):
     return out, classes
 
 
-def _check_complete(found: dict, classes: list[str], source: Path) -> None:
-    """CIFAR-10 is class-balanced: every split holds the training classes, each the same number of times."""
+def _check_complete(found: dict, classes: list[str], source: Path, balanced: bool = True) -> None:
+    """Every split's classes are training classes; if `balanced` (CIFAR-10), each the same number of times."""
     for split, items in found.items():
         counts = {c: 0 for c in classes}
         for c, _, _ in items:
             if c not in counts:
                 raise SourceError(f"{source}: {split}/{c}/ is a class that {source}/train/ does not have")
             counts[c] += 1
-        if len(set(counts.values())) > 1:
+        if balanced and len(set(counts.values())) > 1:
             short = min(counts, key=counts.get)
             raise SourceError(f"{source} is incomplete: {split}/{short}/ has {counts[short]:,} images where "
                               f"{split}/{max(counts, key=counts.get)}/ has {max(counts.values()):,} "
@@ -317,10 +385,11 @@ def _read_batch(path: Path) -> dict:
         raise SourceError(f"{path} is truncated or not a CIFAR-10 batch file ({type(exc).__name__}: {exc})") from None
     if not isinstance(batch, dict):
         raise SourceError(f"{path} is not a CIFAR-10 batch file (holds {type(batch).__name__}, not a dict)")
+    labels = batch.get("labels", batch.get("fine_labels", ()))  # CIFAR-10 / CIFAR-100
     if "data" in batch and (np.asarray(batch["data"]).ndim != 2 or np.asarray(batch["data"]).shape[1] != 3072
-                            or len(batch["data"]) != len(batch.get("labels", ()))):
+                            or len(batch["data"]) != len(labels)):
         raise SourceError(f"{path} is short or malformed: {np.asarray(batch['data']).shape} pixel rows against "
-                          f"{len(batch.get('labels', ())):,} labels (expected N x 3072 and N labels)")
+                          f"{len(labels):,} labels (expected N x 3072 and N labels)")
     return batch
 
 
@@ -334,3 +403,25 @@ def _decode_batches(folder: Path):
         return x, np.concatenate([np.asarray(b["labels"], dtype=np.int64) for b in batches])
 
     return [*arrays(train), *arrays([test])], list(meta["label_names"])
+
+
+def _decode_cifar100(folder: Path):
+    """torchvision's cifar-100-python folder (pickled dicts, read by the restricted unpickler): fine labels."""
+    train, test, meta = (_read_batch(folder / n) for n in ("train", "test", "meta"))
+
+    def arrays(batch):
+        return (np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32),
+                np.asarray(batch["fine_labels"], dtype=np.int64))
+
+    return [*arrays(train), *arrays(test)], list(meta["fine_label_names"])
+
+
+def _decode_stl10(folder: Path):
+    """torchvision's stl10_binary folder (raw uint8 files, no pickle): labelled train and test, 96 -> 32 px."""
+    def split(name):
+        raw = np.fromfile(folder / f"{name}_X.bin", dtype=np.uint8).reshape(-1, 3, 96, 96)
+        x = np.stack([_to_resolution(Image.fromarray(img.transpose(2, 1, 0))) for img in raw]).transpose(0, 3, 1, 2)
+        return x.copy(), np.fromfile(folder / f"{name}_y.bin", dtype=np.uint8).astype(np.int64) - 1
+
+    classes = (folder / "class_names.txt").read_text().split()
+    return [*split("train"), *split("test")], classes

@@ -128,3 +128,29 @@ def test_hue_shift_of_gray_pixels_and_full_turns(x):
     per_sample = torch.linspace(-0.5, 0.5, 16)
     expected = torch.stack([TF.adjust_hue(x[i], float(per_sample[i])) for i in range(16)])
     torch.testing.assert_close(_shift_hue(x, per_sample), expected, atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("strength", [0.5, 1.0])
+def test_each_family_changes_only_its_own_operations(strength):
+    from sslgeo_lib.training.augment import FAMILIES, apply, color, crop_flip
+
+    x = torch.rand(64, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    out = {f: augment(x, strength, torch.Generator().manual_seed(3), f) for f in FAMILIES}
+    # the draws are the same whatever the family; each family's parameters are its own or the identity's
+    full, crop, col, flip = (out[f][1] for f in ("all", "crop", "color", "flip"))
+    assert torch.equal(crop["area"], full["area"]) and torch.equal(crop["aspect"], full["aspect"])
+    assert (crop["flip"] == 0).all() and (crop["jitter"] == 0).all() and (crop["grayscale"] == 0).all()
+    assert (col["area"] == 1).all() and (col["flip"] == 0).all() and torch.equal(col["jitter"], full["jitter"])
+    assert (flip["area"] == 1).all() and (flip["jitter"] == 0).all() and 0 < flip["flip"].mean() < 1
+    # the views: one family's operation and nothing else, exactly
+    assert torch.equal(out["crop"][0], crop_flip(x, crop))
+    assert torch.equal(out["color"][0], color(x, col))
+    mirrored = flip["flip"].view(-1, 1, 1, 1) > 0
+    assert torch.equal(out["flip"][0], torch.where(mirrored, x.flip(-1), x))
+    assert torch.equal(out["all"][0], apply(x, full))
+    assert policy(strength, "all") == policy(strength)
+
+
+def test_an_unknown_family_is_refused_with_the_accepted_ones():
+    with pytest.raises(ValueError, match="unknown augmentation family 'colour'; accepted: all, crop, color, flip"):
+        policy(1.0, "colour")

@@ -13,9 +13,9 @@ from sslgeo_lib.training.subset import class_balanced_subset
 @pytest.fixture(autouse=True)
 def fresh_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SSLGEO_CACHE", str(tmp_path / "cache"))
-    data._load_cifar10.cache_clear()
+    data._load.cache_clear()
     yield
-    data._load_cifar10.cache_clear()
+    data._load.cache_clear()
 
 
 def _check_tree_dataset(ds, images):
@@ -84,7 +84,7 @@ def test_second_load_reads_the_cache(tiny_tree, monkeypatch):
     tree, images = tiny_tree
     monkeypatch.setenv("SSLGEO_DATA", str(tree))
     load_dataset("cifar10")
-    data._load_cifar10.cache_clear()
+    data._load.cache_clear()
     monkeypatch.setattr(data, "_decode", lambda source: pytest.fail("decoded twice"))
     _check_tree_dataset(load_dataset("cifar10"), images)
 
@@ -108,9 +108,82 @@ def test_offline_without_source_names_every_option(monkeypatch):
         load_dataset("cifar10")
 
 
-def test_unknown_dataset():
-    with pytest.raises(ValueError, match="unknown dataset 'mnist'; accepted: cifar10"):
+def test_unknown_dataset(tmp_path):
+    with pytest.raises(ValueError, match="'mnist' is neither a known dataset \\(cifar10, cifar100, stl10\\) nor an "
+                                         "ImageFolder tree .* does not exist"):
         load_dataset("mnist")
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(ValueError, match="is neither"):
+        load_dataset(str(tmp_path / "flat"))  # a folder without train/ and test/
+
+
+def _png(path, img):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path)
+
+
+def test_any_image_folder_by_path_with_its_own_classes_sizes_and_balance(tmp_path, monkeypatch):
+    """Three classes of unequal size, images of 32 x 32 (kept exactly), 64 x 48 and 40 x 96 (resized on the shorter
+    side and centre-cropped): left half red and right half blue stays so; a constant image stays constant."""
+    rng = np.random.default_rng(0)
+    exact = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    halves = np.zeros((48, 64, 3), np.uint8)
+    halves[:, :32, 0], halves[:, 32:, 2] = 255, 255
+    tall = np.full((96, 40, 3), 77, np.uint8)
+    _png(tmp_path / "t/train/cat/a.png", exact)
+    _png(tmp_path / "t/train/cat/b.png", halves)
+    _png(tmp_path / "t/train/cat/c.png", tall)
+    _png(tmp_path / "t/train/dog/a.png", tall)
+    _png(tmp_path / "t/train/emu/a.png", exact)
+    _png(tmp_path / "t/test/dog/a.png", halves)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PWD", str(tmp_path))
+    ds = load_dataset("t")  # relative to where the user is
+    assert ds.name == str(tmp_path / "t") and ds.classes == ("cat", "dog", "emu")
+    assert ds.x_train.shape == (5, 3, 32, 32) and ds.y_train.tolist() == [0, 0, 0, 1, 2] and ds.y_test.tolist() == [1]
+    np.testing.assert_array_equal(ds.x_train[0].transpose(1, 2, 0), exact)
+    resized = ds.x_train[1].transpose(1, 2, 0).astype(int)
+    assert (resized[:, :12, 0] > 250).all() and (resized[:, :12, 2] < 5).all()
+    assert (resized[:, -12:, 2] > 250).all() and (resized[:, -12:, 0] < 5).all()
+    assert (ds.x_train[2] == 77).all()
+    from sslgeo_lib.config import RunConfig
+
+    assert RunConfig(dataset="t").dataset == str(tmp_path / "t")  # a run names its data by absolute path
+    _png(tmp_path / "t/test/yak/a.png", exact)
+    data._load.cache_clear()
+    with pytest.raises(data.SourceError, match="test/yak/ is a class that .*train/ does not have"):
+        load_dataset("t")
+
+
+def test_cifar100_and_stl10_in_torchvisions_layouts(tmp_path, monkeypatch):
+    """Both read from the cache folder where torchvision downloads them (nothing is downloaded when present):
+    CIFAR-100's fine labels; STL-10's column-major 96 x 96 images turned upright and resized, labels from 0."""
+    root = tmp_path / "cache" / "torchvision"
+    rng = np.random.default_rng(2)
+    (root / "cifar-100-python").mkdir(parents=True)
+    x100 = rng.integers(0, 256, (6, 3072), dtype=np.uint8)
+    for name, rows in (("train", x100[:4]), ("test", x100[4:])):
+        with open(root / "cifar-100-python" / name, "wb") as f:
+            pickle.dump({"data": rows, "fine_labels": [5, 0, 99, 5][:len(rows)], "coarse_labels": [0] * len(rows)}, f)
+    with open(root / "cifar-100-python" / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)]}, f)
+    ds = load_dataset("cifar100")
+    assert ds.y_train.tolist() == [5, 0, 99, 5] and ds.y_test.tolist() == [5, 0] and len(ds.classes) == 100
+    np.testing.assert_array_equal(ds.x_train.reshape(4, -1), x100[:4])
+
+    stl = root / "stl10_binary"
+    stl.mkdir()
+    upright = np.zeros((96, 96, 3), np.uint8)
+    upright[:48] = 200  # the top half bright
+    for split, n in (("train", 2), ("test", 1)):
+        np.stack([upright.transpose(2, 1, 0)] * n).tofile(stl / f"{split}_X.bin")  # stored (C, W, H)
+        np.array([1, 10][:n], np.uint8).tofile(stl / f"{split}_y.bin")
+    (stl / "class_names.txt").write_text("\n".join(f"k{i}" for i in range(10)))
+    ds = load_dataset("stl10")
+    assert ds.x_train.shape == (2, 3, 32, 32) and ds.y_train.tolist() == [0, 9] and ds.y_test.tolist() == [0]
+    assert (ds.x_train[0, :, :14] > 190).all() and (ds.x_train[0, :, -14:] < 10).all()
 
 
 def test_class_balanced_subset():
@@ -125,6 +198,11 @@ def test_class_balanced_subset():
         class_balanced_subset(labels, -1, seed=0)
     with pytest.raises(ValueError, match="only 1,000"):  # never a silent cap
         class_balanced_subset(labels, 1001, seed=0)
+    unbalanced = np.repeat(np.arange(4), [3, 50, 50, 7])  # small classes give all they have
+    idx = class_balanced_subset(unbalanced, 40, seed=0)
+    assert len(idx) == 40 and np.bincount(unbalanced[idx]).tolist() == [3, 15, 15, 7]
+    idx = class_balanced_subset(unbalanced, 41, seed=0)
+    assert len(idx) == 41 and np.bincount(unbalanced[idx]).tolist() == [3, 16, 15, 7]
 
 
 def test_real_cifar10(cifar):

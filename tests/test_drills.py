@@ -50,9 +50,9 @@ def area(monkeypatch):
     monkeypatch.setenv("SSLGEO_DATA", str(root / "tree"))
     monkeypatch.setenv("SSLGEO_CACHE", str(root / "cache"))
     monkeypatch.setenv("SSLGEO_RUNS", str(root / "runs"))
-    data._load_cifar10.cache_clear()
+    data._load.cache_clear()
     yield root
-    data._load_cifar10.cache_clear()
+    data._load.cache_clear()
     subprocess.run(["chmod", "-R", "u+rwX", str(root)], check=False)
     subprocess.run(["rm", "-rf", str(root)], check=False)
 
@@ -153,7 +153,7 @@ def test_clean_keeps_a_resumable_run_and_its_checkpoint(area):
 def test_clean_keeps_runs_whose_identity_cannot_be_checked(area, monkeypatch):
     run = get_or_train(TINY, progress=False)
     monkeypatch.setenv("SSLGEO_DATA", str(area / "unmounted-disk"))
-    data._load_cifar10.cache_clear()
+    data._load.cache_clear()
     (row,) = list_runs()
     assert row["stale"] is None and "identity unchecked" in row["status"]
     assert store.clean(stale_only=True, dry_run=True) == [] and store.clean(stale_only=True) == []
@@ -363,7 +363,7 @@ def test_a_damaged_decoded_cache_is_rebuilt(area, damage):
         x = np.load(folder / "x_train.npy")
         x[0, 0, 0, 0] ^= 1
         np.save(folder / "x_train.npy", x)
-    data._load_cifar10.cache_clear()
+    data._load.cache_clear()
     with pytest.warns(UserWarning, match="incomplete or damaged.*rebuilding"):
         again = load_dataset()
     assert again.fingerprint == first.fingerprint and np.array_equal(again.x_train, first.x_train)

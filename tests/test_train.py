@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -75,3 +77,38 @@ def test_weights_do_not_depend_on_the_callers_thread_count(cifar, tmp_path):
     assert one.threads == three.threads == train_mod.TRAINING_THREADS
     w1, w3 = _weights(one), _weights(three)
     assert all(torch.equal(w1[k], w3[k]) for k in w1)
+
+
+@pytest.mark.parametrize("method", ["vicreg", "barlow_twins", "byol"])
+def test_every_method_lowers_its_loss_and_resumes_to_the_same_weights(cifar, tmp_path, method):
+    cfg = RunConfig(**{**TINY, "epochs": 3, "strength": 0.5, "method": method})
+    straight = train(cfg, tmp_path / "straight", progress=False)
+    loss = straight.metrics["loss"]
+    assert all(map(math.isfinite, loss)) and loss[-1] < loss[0], loss
+    train(cfg, tmp_path / "resumed", progress=False, max_epochs=1)
+    resumed = train(cfg, tmp_path / "resumed", progress=False)  # BYOL: the target network is in the checkpoint
+    ws, wr = _weights(straight), _weights(resumed)
+    assert all(torch.equal(ws[k], wr[k]) for k in ws) and resumed.metrics["loss"] == loss
+    simclr = train(RunConfig(**{**TINY, "epochs": 1, "strength": 0.5}), tmp_path / "simclr", progress=False)
+    assert any("predictor" in k for k in ws) == (method == "byol")
+    shared = [k for k in _weights(simclr) if k.startswith("encoder")]
+    assert not all(torch.equal(ws[k], _weights(simclr)[k]) for k in shared)  # another objective, other weights
+
+
+def test_byol_target_is_a_moving_average_of_the_online_network(cifar):
+    from sslgeo_lib.training.loop import ema_decay, ema_update, new_model, new_target
+
+    cfg = RunConfig(**{**TINY, "method": "byol", "ema": 0.99})
+    assert ema_decay(cfg, 0, 100) == pytest.approx(0.99) and ema_decay(cfg, 100, 100) == pytest.approx(1.0)
+    assert ema_decay(cfg, 50, 100) == pytest.approx(0.995)
+    model = new_model(cfg)
+    target = new_target(model)
+    assert target.predictor is None and not any(p.requires_grad for p in target.parameters())
+    before = {k: v.clone() for k, v in target.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema_update(target, model, 0.9)
+    online = dict(model.named_parameters())
+    for k, v in target.named_parameters():
+        torch.testing.assert_close(v, 0.9 * before[k] + 0.1 * online[k])

@@ -10,6 +10,10 @@ Policy at strength s (CLAIMS.md; Chen et al. 2020, App. A):
 s = 0 is the identity, bit for bit; every range and probability is monotone in s, and at s >= 1 the
 geometric part and the probabilities are SimCLR's (knob v2 of CLAIMS.md).
 
+Families (B2): "all" is the policy above; "crop" (resized crop: area and aspect), "color" (colour jitter and
+grayscale) and "flip" scale one family with s and leave the others off, exactly (the ops of a family that is off
+are skipped, so its images are untouched bit for bit).
+
 Every op works on a whole batch at once with per-sample parameters (one `grid_sample` does crop, resize
 and flip together); the ops follow torchvision's functional definitions on float images in [0, 1].
 `augment` returns the views together with every drawn parameter (for claim C5).
@@ -29,11 +33,26 @@ BINARY_PARAMS = ("flip", "jitter", "grayscale")
 _GRAY = (0.2989, 0.587, 0.114)  # ITU-R 601 luma weights, as torchvision's rgb_to_grayscale
 
 
-def policy(strength: float) -> dict[str, float]:
-    """The policy's ranges and probabilities at `strength` (a dict of floats)."""
+FAMILIES = {"all": None, "crop": ("min_area", "log_aspect"), "color": ("jitter_p", "bcs", "hue", "gray_p"),
+            "flip": ("flip_p",)}  # each family: the policy entries that s scales (None: every entry)
+
+
+def policy(strength: float, family: str = "all") -> dict[str, float]:
+    """The policy's ranges and probabilities at `strength` for one family (a dict of floats): the family's
+    entries at s, the others at s = 0 (off)."""
     s = float(strength)
     if not math.isfinite(s) or s < 0:
         raise ValueError(f"strength must be a finite number >= 0, got {strength!r}")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown augmentation family {family!r}; accepted: {', '.join(FAMILIES)}")
+    full = _policy(s)
+    if FAMILIES[family] is None:
+        return full
+    off = _policy(0.0)
+    return {k: full[k] if k in FAMILIES[family] else off[k] for k in full}
+
+
+def _policy(s: float) -> dict[str, float]:
     return {
         "min_area": max(0.08, 1.0 - 0.92 * s),
         "log_aspect": math.log(4 / 3) * min(s, 1.0),  # aspect ratio in [3/4, 4/3] at s >= 1, log-uniform
@@ -54,13 +73,13 @@ def _bernoulli(n, p, g, device):
 
 
 def sample_params(n: int, strength: float, generator: torch.Generator | None = None,
-                  device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+                  device: torch.device | str = "cpu", family: str = "all") -> dict[str, torch.Tensor]:
     """Draw the parameters of `n` views at `strength`; each value is a float tensor of shape (n,).
 
     Crop boxes are in fractions of the image side; centre (0.5, 0.5) and area 1 is the whole image.
     Views without jitter carry the identity factors (1, 1, 1, 0) and `jitter = 0`.
     """
-    p, g = policy(strength), generator
+    p, g = policy(strength, family), generator
     area = _uniform(n, p["min_area"], 1.0, g, device)
     log_r = _uniform(n, -p["log_aspect"], p["log_aspect"], g, device)
     aspect = torch.exp(log_r)
@@ -131,22 +150,29 @@ def color(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.where(gray, _gray(x).expand_as(x), x)
 
 
-def apply(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Apply drawn parameters to a float batch (B, 3, H, W) in [0, 1]."""
-    return color(crop_flip(x, params), params)
+def apply(x: torch.Tensor, params: dict[str, torch.Tensor], family: str = "all") -> torch.Tensor:
+    """Apply drawn parameters to a float batch (B, 3, H, W) in [0, 1]; the ops of families that are off are
+    skipped (a flip alone is an exact mirror, not a resampling)."""
+    if family == "flip":
+        return torch.where(params["flip"].view(-1, 1, 1, 1) > 0, x.flip(-1), x)
+    if family in ("all", "crop"):
+        x = crop_flip(x, params)
+    return color(x, params) if family in ("all", "color") else x
 
 
-def augment(x: torch.Tensor, strength: float, generator: torch.Generator | None = None):
-    """Draw one view per image at `strength`: returns (views (B, 3, H, W), params dict of (B,) tensors).
+def augment(x: torch.Tensor, strength: float, generator: torch.Generator | None = None, family: str = "all"):
+    """Draw one view per image at `strength` (of one augmentation family, see FAMILIES): returns (views
+    (B, 3, H, W), params dict of (B,) tensors).
 
     `x` is float in [0, 1] on any device; parameters are drawn on `x.device` from `generator`
-    (which must live on that device). strength 0 returns an exact copy and identity parameters.
+    (which must live on that device); the same draws whatever the family. strength 0 returns an exact copy and
+    identity parameters.
     """
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"augment expects a batch of RGB images (B, 3, H, W), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"augment expects float images in [0, 1], got dtype {x.dtype}")
-    params = sample_params(x.shape[0], strength, generator, x.device)
+    params = sample_params(x.shape[0], strength, generator, x.device, family)
     if strength == 0:
         return x.clone(), params
-    return apply(x, params), params
+    return apply(x, params, family), params

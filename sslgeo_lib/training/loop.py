@@ -1,4 +1,5 @@
-"""SimCLR training of one RunConfig: seeded, resumable, bf16 + channels_last where the hardware has them.
+"""Training of one RunConfig (SimCLR, VICReg, Barlow Twins or BYOL): seeded, resumable, bf16 + channels_last
+where the hardware has them.
 
 Every random draw of epoch e comes from a generator seeded by (seed, e), the model is initialised inside a
 forked RNG (the caller's global torch/numpy state is left untouched), and a checkpoint is written
@@ -6,6 +7,7 @@ atomically after every epoch, so a run killed at any point resumes to the same w
 """
 from __future__ import annotations
 
+import copy
 import math
 import pickle
 import time
@@ -21,7 +23,7 @@ from tqdm import tqdm
 
 from sslgeo_lib.fileio import atomic_write
 from sslgeo_lib.training.augment import augment
-from sslgeo_lib.training.losses import nt_xent
+from sslgeo_lib.training import losses
 from sslgeo_lib.training.models import SSLModel, build_model
 from sslgeo_lib.training.subset import class_balanced_subset
 
@@ -115,7 +117,7 @@ def new_model(cfg) -> SSLModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         return build_model(cfg.encoder, cfg.encoder_width, cfg.projector_width, cfg.projector_depth,
-                           cfg.projector_out)
+                           cfg.projector_out, predictor=cfg.method == "byol")
 
 
 def lr_at(cfg, step: int, total: int) -> float:
@@ -135,20 +137,65 @@ def training_images(cfg) -> np.ndarray:
     return data.x_train[class_balanced_subset(data.y_train, cfg.n_train, cfg.subset_seed)]
 
 
-def train_step(model, opt, x_u8, cfg, gen, dtype, channels_last) -> torch.Tensor:
-    """One SimCLR step on a uint8 batch (B, 3, H, W); returns the loss (a 0-d tensor, no host sync)."""
+def pair_loss(cfg, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """The objective of `cfg.method` on the two views' embeddings (BYOL is handled in `train_step`)."""
+    if cfg.method == "simclr":
+        return losses.nt_xent(z1, z2, cfg.temperature)
+    if cfg.method == "vicreg":
+        return losses.vicreg(z1, z2)
+    if cfg.method == "barlow_twins":
+        return losses.barlow_twins(z1, z2)
+    raise ValueError(f"method {cfg.method!r} has no pair loss")
+
+
+def ema_decay(cfg, step: int, total: int) -> float:
+    """BYOL's target decay at `step`: tau = 1 - (1 - tau_0) (cos(pi step / total) + 1) / 2, from tau_0 to 1."""
+    return 1 - (1 - cfg.ema) * (math.cos(math.pi * step / total) + 1) / 2
+
+
+def new_target(model: SSLModel) -> SSLModel:
+    """BYOL's target network: a copy of the online encoder and projector (no predictor), never trained by
+    gradients; it stays in training mode (batch statistics in its BatchNorms), as the online network."""
+    target = copy.deepcopy(model)
+    target.predictor = None
+    return target.requires_grad_(False)
+
+
+@torch.no_grad()
+def ema_update(target: SSLModel, model: SSLModel, tau: float) -> None:
+    """target <- tau target + (1 - tau) online, parameter by parameter (encoder and projector)."""
+    online = dict(model.named_parameters())
+    pairs = [(p, online[n]) for n, p in target.named_parameters()]
+    torch._foreach_mul_([p for p, _ in pairs], tau)
+    torch._foreach_add_([p for p, _ in pairs], [q.detach() for _, q in pairs], alpha=1 - tau)
+
+
+def train_step(model, opt, x_u8, cfg, gen, dtype, channels_last, target=None, tau: float = 0.0) -> torch.Tensor:
+    """One step of `cfg.method` on a uint8 batch (B, 3, H, W); returns the loss (a 0-d tensor, no host sync).
+    BYOL (`target` given): the symmetrised regression of each view's prediction onto the target's projection of
+    the other view, then the target's moving-average update with decay `tau`."""
     x = x_u8.float().div_(255)
-    v1, _ = augment(x, cfg.strength, gen)
-    v2, _ = augment(x, cfg.strength, gen)
+    v1, _ = augment(x, cfg.strength, gen, cfg.augment_family)
+    v2, _ = augment(x, cfg.strength, gen, cfg.augment_family)
     views = torch.cat([v1, v2])  # (2B, 3, H, W)
     if channels_last:
         views = views.contiguous(memory_format=torch.channels_last)
+    n = len(x)
     with torch.autocast(views.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         _, z = model(views)
-    loss = nt_xent(z[: len(x)], z[len(x):], cfg.temperature)
+        if target is not None:
+            p = model.predictor(z)
+            with torch.no_grad():
+                _, t = target(views)
+    if target is not None:
+        loss = losses.byol(p[:n], t[n:]) + losses.byol(p[n:], t[:n])
+    else:
+        loss = pair_loss(cfg, z[:n], z[n:])
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
+    if target is not None:
+        ema_update(target, model, tau)
     return loss.detach()
 
 
@@ -156,7 +203,7 @@ def _empty_metrics() -> dict:
     return {"epoch": [], "loss": [], "epoch_seconds": [], "knn_epoch": [], "knn": []}
 
 
-def _load_checkpoint(path: Path, model, opt):
+def _load_checkpoint(path: Path, model, opt, target=None):
     """(next epoch, metrics so far) from a checkpoint; (0, empty) when there is none or it is unreadable."""
     if not path.is_file():
         return 0, _empty_metrics()
@@ -164,6 +211,8 @@ def _load_checkpoint(path: Path, model, opt):
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
+        if target is not None:
+            target.load_state_dict(state["target"])
         return state["epoch"], state["metrics"]
     except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         warnings.warn(f"checkpoint {path} is unreadable ({type(exc).__name__}); training from the start",
@@ -171,8 +220,10 @@ def _load_checkpoint(path: Path, model, opt):
         return 0, _empty_metrics()
 
 
-def _save_checkpoint(path: Path, model, opt, epoch: int, metrics: dict) -> None:
+def _save_checkpoint(path: Path, model, opt, epoch: int, metrics: dict, target=None) -> None:
     state = {"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "metrics": metrics}
+    if target is not None:
+        state["target"] = target.state_dict()
     atomic_write(path, lambda f: torch.save(state, f))
 
 
@@ -207,8 +258,9 @@ def _train(cfg, workdir: Path, progress: bool, device: torch.device, max_epochs:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    target = new_target(model) if cfg.method == "byol" else None
     ckpt = Path(workdir) / "checkpoint.pt"
-    start, metrics = _load_checkpoint(ckpt, model, opt)
+    start, metrics = _load_checkpoint(ckpt, model, opt, target)
     stop = cfg.epochs if max_epochs is None else min(cfg.epochs, max_epochs)
     bar = tqdm(total=total, initial=start * steps_per_epoch, disable=not progress, unit="step",
                desc=f"s={cfg.strength:g} seed={cfg.seed}", dynamic_ncols=True)
@@ -218,10 +270,12 @@ def _train(cfg, workdir: Path, progress: bool, device: torch.device, max_epochs:
         order = torch.randperm(len(x_all), generator=gen, device=device)
         loss_sum, t0 = torch.zeros((), device=device), time.perf_counter()
         for i in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + i
             for group in opt.param_groups:
-                group["lr"] = lr_at(cfg, epoch * steps_per_epoch + i, total)
+                group["lr"] = lr_at(cfg, step, total)
             batch = x_all[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
-            loss_sum += train_step(model, opt, batch, cfg, gen, dtype, channels_last)
+            loss_sum += train_step(model, opt, batch, cfg, gen, dtype, channels_last, target,
+                                   ema_decay(cfg, step, total))
             bar.update()
         loss = loss_sum.item() / steps_per_epoch  # one host sync per epoch
         seconds = time.perf_counter() - t0
@@ -235,7 +289,7 @@ def _train(cfg, workdir: Path, progress: bool, device: torch.device, max_epochs:
             model.train()
         if epoch + 1 in snapshot_epochs(cfg):
             _save_snapshot(Path(workdir) / snapshot_name(epoch + 1), model)
-        _save_checkpoint(ckpt, model, opt, epoch + 1, metrics)
+        _save_checkpoint(ckpt, model, opt, epoch + 1, metrics, target)
     bar.close()
     train_seconds = sum(metrics["epoch_seconds"])
     metrics["images_per_s"] = steps_per_epoch * cfg.batch_size * len(metrics["epoch"]) / max(train_seconds, 1e-9)

@@ -95,12 +95,14 @@ class Projector(nn.Module):
 
 
 class SSLModel(nn.Module):
-    """Encoder f and projector g (None for depth 0: then z = h); `forward(x)` returns (h, z)."""
+    """Encoder f and projector g (None for depth 0: then z = h); `forward(x)` returns (h, z). BYOL's online
+    predictor q (on z) is `predictor`, None for the other methods; no measurement reads it."""
 
-    def __init__(self, encoder: nn.Module, projector: Projector | None):
+    def __init__(self, encoder: nn.Module, projector: Projector | None, predictor: nn.Module | None = None):
         super().__init__()
         self.encoder = encoder
         self.projector = projector
+        self.predictor = predictor
 
     def forward(self, x: torch.Tensor):
         h = self.encoder(x)
@@ -117,11 +119,14 @@ def encoder_dim(encoder: nn.Module) -> int:
 
 
 def build_model(encoder: str, encoder_width: int, projector_width: int, projector_depth: int,
-                projector_out: int) -> SSLModel:
-    """The encoder and, unless `projector_depth` is 0, a projector (depth 0: no module; the loss acts on h)."""
+                projector_out: int, predictor: bool = False) -> SSLModel:
+    """The encoder and, unless `projector_depth` is 0, a projector (depth 0: no module; the loss acts on h);
+    with `predictor`, BYOL's predictor: a 2-layer MLP (hidden width `projector_width`, Linear-BN-ReLU-Linear)
+    from z back to z's dimension (Grill et al. 2020, Sec. 3.3)."""
     if projector_depth < 0:
         raise ValueError(f"projector depth must be >= 0 (0 = no projector), got {projector_depth}")
     enc = build_encoder(encoder, encoder_width)
-    projector = (Projector(encoder_dim(enc), projector_width, projector_depth, projector_out)
-                 if projector_depth > 0 else None)
-    return SSLModel(enc, projector)
+    d = encoder_dim(enc)
+    projector = Projector(d, projector_width, projector_depth, projector_out) if projector_depth > 0 else None
+    out = projector_out if projector_depth > 0 else d
+    return SSLModel(enc, projector, Projector(out, projector_width, 2, out) if predictor else None)
