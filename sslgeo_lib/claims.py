@@ -218,3 +218,46 @@ def progress_verdicts(df: pd.DataFrame) -> dict[str, ClaimResult]:
                 "B4", f"{PROGRESS_STATISTICS[column]} at {pct}% of training", part, column, direction, delta)
     out["primary"] = out[f"C2_{max(int(round(100 * p)) for p in df['progress'])}"]
     return out
+
+
+# C1-C5's primary statistics (measures.SHAPE_STATISTICS columns): predicted direction and delta, as on the claim pages
+PRIMARY = {"C1": (+1, DELTAS["C1"]), "C2": (+1, DELTAS["C2"]), "C3": (-1, DELTAS["C3"]),
+           "C4": (+1, DELTAS["C4_locality"]), "C5": (+1, DELTAS["C5"])}
+
+
+def group_verdicts(df: pd.DataFrame, by: str) -> dict[str, dict[str, ClaimResult]]:
+    """B1 / B2: C1-C5's primary statistics read with rule v2 in each group of column `by` (an objective, an
+    augmentation family) over its strengths s > 0, Bonferroni-adjusted over strengths x groups (the same claim
+    read in every group). df: measures.group_table. Returns {group: {"C1": ..., ..., "C5": ...}}."""
+    from sslgeo_lib.measures import SHAPE_STATISTICS
+
+    groups = sorted(df[by].unique(), key=str)
+    return {g: {claim: per_strength_claim(claim, f"{SHAPE_STATISTICS[claim]} ({g})", df[df[by] == g], claim,
+                                          direction, delta, family=len(groups))
+                for claim, (direction, delta) in PRIMARY.items()}
+            for g in groups}
+
+
+def across_groups(results: dict[str, ClaimResult], claim: str, what: str) -> ClaimResult:
+    """One claim read in every group (results: group -> its ClaimResult, from `group_verdicts`) as one line:
+    verdict supported if every group's is, contradicted if any is, negligible / inconclusive if all are, else
+    mixed; the text names the groups of each outcome ("supported for vicreg, byol; negligible for barlow_twins");
+    the headline is the group whose interval lies closest to 0 on the predicted side (the weakest evidence)."""
+    direction = PRIMARY[claim][0]
+    groups = list(results)
+    margins = [(results[g].low if direction > 0 else -results[g].high) for g in groups]
+    margins = [m if np.isfinite(m) else direction * results[g].estimate for m, g in zip(margins, groups)]
+    name = groups[int(np.argmin(margins))]
+    weakest = results[name]
+    at = ""
+    if weakest.table is not None and len(weakest.table):
+        row = weakest.table.iloc[int(np.argmin(np.abs(weakest.table["mean"].to_numpy(float) - weakest.estimate)))]
+        at = f" at s = {row['strength']:g}"
+    by_outcome: dict[str, list[str]] = {}
+    for g in groups:
+        by_outcome.setdefault(results[g].verdict, []).append(str(g))
+    order = [stats.CONTRADICTED, stats.SUPPORTED, stats.MIXED, stats.NEGLIGIBLE, stats.INCONCLUSIVE]
+    text = "; ".join(f"{o} for {', '.join(by_outcome[o])}" for o in order if o in by_outcome)
+    verdict = stats.combine_outcomes([results[g].verdict for g in groups])
+    return ClaimResult(claim, f"{what} (weakest: {name}{at})", weakest.estimate, weakest.low, weakest.high,
+                       verdict, min(r.n_seeds for r in results.values()), weakest.delta, text, weakest.covers)

@@ -13,14 +13,17 @@ def _train(args) -> None:
 
     p = make_preset(args.preset, strengths=args.strengths, seeds=args.seeds, epochs=args.epochs,
                     allow_large_sweep=args.allow_large_sweep)
-    configs = p.configs() if args.main_only else list(dict.fromkeys(p.configs() + p.shape_configs()))
-    print(f"preset {p.name}: {len(configs)} runs (strengths {list(p.strengths)} x seeds {list(p.seeds)}"
-          + ("" if args.main_only else f", and {len(configs) - len(p.configs())} projector-shape runs of C6") + ")",
+    configs = p.configs() if args.main_only else p.all_configs()
+    extra = "" if args.main_only else (
+        f", and {len(configs) - len(p.configs())} more: C6's projector shapes, B1's objectives, B2's augmentation "
+        f"families")
+    print(f"preset {p.name}: {len(configs)} runs (strengths {list(p.strengths)} x seeds {list(p.seeds)}{extra})",
           file=sys.stderr)
     for run in sweep(p, progress=not args.quiet, configs=configs):
         m = run.metrics
         print(f"{run.id}  s={run.config.strength:<5g} seed={run.config.seed}  depth={run.config.projector_depth} "
-              f"width={run.config.projector_width}  loss={m['loss'][-1]:.3f}  "
+              f"width={run.config.projector_width}  {run.config.method} {run.config.augment_family}  "
+              f"loss={m['loss'][-1]:.3f}  "
               f"knn={m['knn'][-1]:.3f}  {m['images_per_s']:,.0f} img/s  {m['train_seconds'] / 60:.1f} min")
 
 
@@ -61,7 +64,8 @@ def main(argv=None) -> None:
     t.add_argument("--epochs", help="override the epochs of every run")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument("--main-only", action="store_true",
-                   help="only the strength x seed sweep (not C6's projector-shape runs)")
+                   help="only the strength x seed sweep the core chapters need "
+                        "(no C6 projector shapes, B1 objectives or B2 augmentation families)")
     t.add_argument("--allow-large-sweep", action="store_true",
                    help="train a sweep larger than presets.MAX_SWEEP_RUNS runs")
     t.set_defaults(func=_train)

@@ -66,8 +66,8 @@ def embed(model, x_u8: np.ndarray, device="cpu") -> dict[str, np.ndarray]:
 
 @torch.no_grad()
 def embed_views(model, x_u8: np.ndarray, strength: float, n_views: int, seed: int = 0, device="cpu",
-                keep=("h", "z")) -> dict[str, np.ndarray]:
-    """`n_views` augmented views of each image at `strength`.
+                keep=("h", "z"), family: str = "all") -> dict[str, np.ndarray]:
+    """`n_views` augmented views of each image at `strength` (of augmentation `family`).
 
     Returns {layer: (N, K, dim) for layer in keep} plus {"param_<name>": (N, K)} for every drawn
     augmentation parameter (PARAM_NAMES). Views are drawn from a generator seeded by `seed`.
@@ -78,7 +78,7 @@ def embed_views(model, x_u8: np.ndarray, strength: float, n_views: int, seed: in
     for xb in _batches(x_u8, device):
         per_view = {k: [] for k in out}
         for _ in range(n_views):
-            views, params = augment(xb, strength, gen)
+            views, params = augment(xb, strength, gen, family)
             feats = layers(model, views)
             for k in keep:
                 per_view[k].append(feats[k].float().cpu())
@@ -116,16 +116,18 @@ def clean_features(run, split: str, n: int, device="cpu") -> dict[str, np.ndarra
 
 
 def view_features(run, n: int, strength: float, n_views: int, device="cpu",
-                  keep=("h", "z")) -> dict[str, np.ndarray]:
+                  keep=("h", "z"), family: str = "all") -> dict[str, np.ndarray]:
     """Cached `embed_views` of the test evaluation subset of size `n` (the images `clean_features(run, "test",
-    n)` holds), views drawn from a generator seeded by the run's seed."""
+    n)` holds), views drawn from a generator seeded by the run's seed, of augmentation `family` (the full
+    policy by default; a run's own family for views "as in training")."""
     seed = run.config.seed
 
     def compute():
         data = load_dataset(run.config.dataset)
         idx = eval_indices(data.y_test, n, seed)
-        out = embed_views(run.model(device), data.x_test[idx], strength, n_views, seed, device, keep)
+        out = embed_views(run.model(device), data.x_test[idx], strength, n_views, seed, device, keep, family)
         return {**out, "y": data.y_test[idx], "index": idx}
 
-    settings = {"n": n, "strength": float(strength), "n_views": n_views, "seed": seed, "keep": list(keep)}
+    settings = {"n": n, "strength": float(strength), "n_views": n_views, "seed": seed, "keep": list(keep),
+                "family": family}
     return run.cached("views", settings, compute, FEATURE_CODE)

@@ -46,14 +46,15 @@ def layer_names(features: dict) -> list[str]:
 # --- C2 ------------------------------------------------------------------------------------------
 
 def invariance_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
-    """Invariance I and mean view cosine of h and z, at s_eval = s_train (eval "train") and at the fixed
-    s_eval = ev.eval_strength (eval "fixed"). Columns: strength, seed, eval, layer, invariance, v_aug, v_tot,
+    """Invariance I and mean view cosine of h and z, at s_eval = s_train (eval "train", the run's own augmentation
+    family) and at the fixed s_eval = ev.eval_strength (eval "fixed", the full policy). Columns: strength, seed, eval, layer, invariance, v_aug, v_tot,
     cosine."""
     def rows_of(run):
         n_test = _sizes(run, ev)[0]
         rows = []
-        for label, s_eval in (("train", run.config.strength), ("fixed", ev.eval_strength)):
-            views = view_features(run, n_test, s_eval, ev.n_views)
+        for label, s_eval, family in (("train", run.config.strength, run.config.augment_family),
+                                      ("fixed", ev.eval_strength, "all")):
+            views = view_features(run, n_test, s_eval, ev.n_views, family=family)
             rows += [{"eval": label, "layer": layer, **geometry.invariance(views[layer]),
                       "cosine": geometry.view_cosine(views[layer])} for layer in ("h", "z")]
         return rows
@@ -264,18 +265,27 @@ SHAPE_STATISTICS = {  # column: what it is (C1-C5's primary statistics, and the 
 
 
 def shape_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
-    """C6: one row per run with its projector shape (depth, width), strength, seed and SHAPE_STATISTICS. Runs
-    are measured in groups of one shape (each group has one run per strength and seed), with C1-C5's own tables,
-    so every number equals the one the claim pages would give that run. For depth 0, z is h itself: every
-    h-vs-z difference is 0 by construction, and the encoder-side columns carry the comparison."""
-    groups: dict[tuple[int, int], list[Run]] = {}
+    """C6: one row per run with its projector shape (depth, width), strength, seed and SHAPE_STATISTICS (see
+    `group_table`). For depth 0, z is h itself: every h-vs-z difference is 0 by construction, and the
+    encoder-side columns carry the comparison."""
+    return (group_table(runs, ev, ("projector_depth", "projector_width"))
+            .rename(columns={"projector_depth": "depth", "projector_width": "width"}))
+
+
+def group_table(runs: list[Run], ev: EvalSettings, fields: tuple[str, ...]) -> pd.DataFrame:
+    """One row per run: the RunConfig `fields` (e.g. projector depth and width for C6, method for B1,
+    augment_family for B2), strength, seed and SHAPE_STATISTICS (C1-C5's primary statistics and the encoder-side
+    values behind them). Runs are measured in groups of equal `fields` (one run per strength and seed each) with
+    C1-C5's own tables, so every number equals the one the claim pages would give that run."""
+    groups: dict[tuple, list[Run]] = {}
     for run in runs:
-        groups.setdefault((run.config.projector_depth, run.config.projector_width), []).append(run)
-    return pd.concat([_shape_rows(group, ev).assign(depth=d, width=w) for (d, w), group in groups.items()],
+        groups.setdefault(tuple(getattr(run.config, f) for f in fields), []).append(run)
+    return pd.concat([primary_statistics(group, ev).assign(**dict(zip(fields, key))) for key, group in groups.items()],
                      ignore_index=True)
 
 
-def _shape_rows(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
+def primary_statistics(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
+    """SHAPE_STATISTICS of runs that differ only in strength and seed: columns strength, seed and those."""
     key = ["strength", "seed"]
     acc = transfer_table(runs, ev).pivot_table(index=key, columns="layer", values="linear")
     inv = invariance_table(runs, ev)
@@ -304,7 +314,7 @@ def progress_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
     def rows_of(run):
         n_test = _sizes(run, ev)[0]
         train, test = clean_features(run, "train", 0), clean_features(run, "test", n_test)
-        views = view_features(run, n_test, run.config.strength, ev.n_views)
+        views = view_features(run, n_test, run.config.strength, ev.n_views, family=run.config.augment_family)
         knn = {k: probes.knn_accuracy(train[k], train["y"], test[k], test["y"], ev.knn_k) for k in ("h", "z")}
         inv = {k: geometry.invariance(views[k])["invariance"] for k in ("h", "z")}
         erank = {k: geometry.effective_rank(test[k]) for k in ("h", "z")}

@@ -170,33 +170,38 @@ def shape_label(depth: int, width: int) -> str:
 
 
 def shape_plot(df: pd.DataFrame, statistics: dict[str, str], height: float = 3.0, col_wrap: int = 3):
-    """C6: each statistic (one panel) per projector shape (x) and strength (colour): mean over seeds, 95%
-    t-interval as an error bar, single runs as dots. df: measures.shape_table."""
+    """C6: each statistic (one panel) per projector shape (x) and strength (colour). df: measures.shape_table."""
     df = df.assign(shape=[shape_label(d, w) for d, w in zip(df["depth"], df["width"])])
     order = [shape_label(d, w) for d, w in sorted(set(zip(df["depth"], df["width"])))]
+    return group_plot(df, "shape", order, statistics, "Projector shape", height, col_wrap)
+
+
+def group_plot(df: pd.DataFrame, by: str, order: list, statistics: dict[str, str], what: str, height: float = 3.0,
+               col_wrap: int = 3):
+    """Each statistic (one panel) per group of column `by` (x, in `order`) and strength (colour): mean over seeds,
+    95% t-interval as an error bar, single runs as dots. df: measures.group_table (or shape_table)."""
     cols = list(statistics)
     ncols = min(len(cols), col_wrap)
     nrows = -(-len(cols) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(height * 1.6 * ncols, height * nrows), squeeze=False)
     strengths = sorted(set(df["strength"]))
     colors = dict(zip(strengths, sns.color_palette("colorblind", len(strengths))))
+    pos = {name: i for i, name in enumerate(order)}
     for ax, column in zip(axes.flat, cols):
         for k, s in enumerate(strengths):
             part = df[df["strength"] == s]
-            t = ci_table(part, column, by=("shape",)).set_index("shape").reindex(order)
-            x = np.arange(len(order)) + (k - (len(strengths) - 1) / 2) * 0.15
-            ax.errorbar(x, t["mean"], yerr=[t["mean"] - t["low"], t["high"] - t["mean"]], fmt="o", capsize=3,
-                        color=colors[s], label=f"s = {s:g}")
-            pos = {name: i for i, name in enumerate(order)}
-            dots = np.array([pos[n] for n in part["shape"]]) + (k - (len(strengths) - 1) / 2) * 0.15
-            ax.plot(dots, part[column], ".", color=colors[s], alpha=0.35, ms=4)
+            t = ci_table(part, column, by=(by,)).set_index(by).reindex(order)
+            shift = (k - (len(strengths) - 1) / 2) * 0.15
+            ax.errorbar(np.arange(len(order)) + shift, t["mean"], yerr=[t["mean"] - t["low"], t["high"] - t["mean"]],
+                        fmt="o", capsize=3, color=colors[s], label=f"s = {s:g}")
+            ax.plot(np.array([pos[n] for n in part[by]]) + shift, part[column], ".", color=colors[s], alpha=0.35, ms=4)
         ax.axhline(0, color="0.6", lw=0.8)
         ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
         ax.set_title(statistics[column], fontsize=10)
     for ax in axes.flat[len(cols):]:
         ax.set_visible(False)
     axes.flat[0].legend(frameon=False, title="training strength")
-    fig.suptitle("Projector shape: each claim's statistic (mean, 95% t-interval over seeds)")
+    fig.suptitle(f"{what}: each claim's statistic (mean, 95% t-interval over seeds)")
     fig.tight_layout()
     return fig
 

@@ -29,6 +29,18 @@ class ShapeGrid:
 
 
 @dataclass(frozen=True)
+class BeyondGrid:
+    """B1's objectives and B2's augmentation families, each trained at `strengths` over the preset's seeds, beside
+    the main sweep's SimCLR runs with the full policy at the same strengths (their reference, trained once).
+    `lr` gives an objective its own base learning rate (the base config's otherwise)."""
+
+    methods: tuple[str, ...] = ("vicreg", "barlow_twins", "byol")
+    families: tuple[str, ...] = ("crop", "color", "flip")
+    strengths: tuple[float, ...] = (1.0,)
+    lr: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Preset:
     """A sweep (strengths x seeds around a base RunConfig), how its runs are evaluated, and C6's shape grid."""
 
@@ -38,6 +50,7 @@ class Preset:
     seeds: tuple[int, ...]
     eval: EvalSettings = field(default_factory=EvalSettings)
     shapes: ShapeGrid = field(default_factory=ShapeGrid)
+    beyond: BeyondGrid = field(default_factory=BeyondGrid)
 
     def configs(self) -> list[RunConfig]:
         """The sweep, strengths outer and seeds inner."""
@@ -54,6 +67,27 @@ class Preset:
                     for k in self.seeds]
         return list(dict.fromkeys(out))
 
+    def reference_configs(self) -> list[RunConfig]:
+        """B1's and B2's reference: SimCLR with the full policy at the grid's strengths (main-sweep runs)."""
+        return [self.base.replace(strength=s, seed=k) for s in self.beyond.strengths for k in self.seeds]
+
+    def objective_configs(self) -> list[RunConfig]:
+        """B1's runs: every objective of the grid at its strengths (seeds inner), with the grid's learning rate."""
+        g, lrs = self.beyond, dict(self.beyond.lr)
+        return [self.base.replace(method=m, strength=s, seed=k, lr=lrs.get(m, self.base.lr))
+                for m in g.methods for s in g.strengths for k in self.seeds]
+
+    def family_configs(self) -> list[RunConfig]:
+        """B2's runs: every augmentation family of the grid alone at its strengths (seeds inner)."""
+        g = self.beyond
+        return [self.base.replace(augment_family=f, strength=s, seed=k)
+                for f in g.families for s in g.strengths for k in self.seeds]
+
+    def all_configs(self) -> list[RunConfig]:
+        """Every run of the book: the main sweep, C6's shapes, B1's objectives and B2's families (each once)."""
+        return list(dict.fromkeys(self.configs() + self.shape_configs() + self.reference_configs()
+                                  + self.objective_configs() + self.family_configs()))
+
 
 PRESETS = {
     # The whole book in minutes, for tests and CI: verdicts come out "inconclusive" (one seed).
@@ -61,7 +95,8 @@ PRESETS = {
                                        epochs=4, batch_size=128, monitor_every=1),
                     strengths=(0.0, 1.0), seeds=(0,),
                     eval=EvalSettings(n_test=500, n_views=4, n_anchor=40, n_id=0, tangent_k=20),
-                    shapes=ShapeGrid(shapes=((0, 128), (1, 128), (2, 128), (2, 256), (3, 128)), strong=1.0, weak=0.0)),
+                    shapes=ShapeGrid(shapes=((0, 128), (1, 128), (2, 128), (2, 256), (3, 128)), strong=1.0, weak=0.0),
+                    beyond=BeyondGrid(strengths=(1.0,))),
     # Meaningful verdicts on a 2-core CPU; sizes calibrated in the README and the methods chapter.
     "cpu": Preset("cpu", RunConfig(), strengths=(0.0, 0.25, 0.5, 1.0, 1.5), seeds=(0, 1, 2)),
     # Paper scale on one GPU.
@@ -69,9 +104,11 @@ PRESETS = {
                   strengths=(0.0, 0.25, 0.5, 0.75, 1.0, 1.5), seeds=(0, 1, 2),
                   eval=EvalSettings(n_test=10_000, n_anchor=500),
                   shapes=ShapeGrid(shapes=((0, 512), (1, 512), (2, 128), (2, 512), (2, 2048), (3, 512), (3, 2048)),
-                                   weak_depths=(0, 1, 2, 3))),
+                                   weak_depths=(0, 1, 2, 3)),
+                  beyond=BeyondGrid(strengths=(0.25, 1.0))),
 }
-SWEEP_PARAMETERS = ("strengths", "seeds", "allow_large_sweep", "shapes", "shape_strong", "shape_weak")
+SWEEP_PARAMETERS = ("strengths", "seeds", "allow_large_sweep", "shapes", "shape_strong", "shape_weak",
+                    "methods", "families", "beyond_strengths")
 # The most runs a sweep may queue without `allow_large_sweep=True`: above the largest preset (18 runs) with room
 # for custom grids, and far below a typo such as 10,000 seeds (20,000 runs of the cpu preset is about 2 months).
 MAX_SWEEP_RUNS = 100
@@ -134,6 +171,29 @@ def _shape_changes(grid: ShapeGrid, shapes, strong, weak) -> ShapeGrid:
     return dataclasses.replace(grid, **changes)
 
 
+def _beyond_changes(grid: BeyondGrid, methods, families, strengths) -> BeyondGrid:
+    from sslgeo_lib.config import METHODS
+    from sslgeo_lib.training.augment import FAMILIES
+
+    changes = {}
+    for name, value, accepted in (("methods", methods, METHODS), ("families", families, tuple(FAMILIES))):
+        if value is not None:
+            names = tuple(parse_literal(name, value, list))
+            bad = [v for v in names if v not in accepted]
+            if not names or bad:
+                raise ValueError(f"bad notebook parameter: {name} must be a non-empty list of {', '.join(accepted)}; "
+                                 f"got {value!r}")
+            changes[name] = names
+    if strengths is not None:
+        changes["strengths"] = tuple(float(parse_literal(f"beyond_strengths[{i}]", s, float, text=False))
+                                     for i, s in enumerate(parse_literal("beyond_strengths", strengths, list)))
+        if not changes["strengths"] or any(s <= 0 for s in changes["strengths"]):
+            raise ValueError(f"bad notebook parameter: beyond_strengths must be a non-empty list of s > 0, got {strengths!r}")
+        for s in changes["strengths"]:
+            policy(s)
+    return dataclasses.replace(grid, **changes)
+
+
 def notebook_parameters(namespace: dict) -> dict:
     """The parameters a notebook was run with, from its `globals()`: the names its parameters cell declares
     (annotated assignments, so they are in `__annotations__`) and the names papermill injected (the cell
@@ -191,12 +251,15 @@ def _sweep_changes(strengths, seeds) -> dict:
 
 
 def make_preset(preset: str = "auto", strengths=None, seeds=None, allow_large_sweep=False, shapes=None,
-                shape_strong=None, shape_weak=None, **parameters) -> Preset:
+                shape_strong=None, shape_weak=None, methods=None, families=None, beyond_strengths=None,
+                **parameters) -> Preset:
     """The named preset with notebook parameters applied (None keeps the preset's value); see the module doc.
-    `shapes` ([[depth, width], ...]), `shape_strong` and `shape_weak` change C6's ShapeGrid. A sweep of more
-    than MAX_SWEEP_RUNS runs needs `allow_large_sweep=True`."""
+    `shapes` ([[depth, width], ...]), `shape_strong` and `shape_weak` change C6's ShapeGrid; `methods`,
+    `families` and `beyond_strengths` the BeyondGrid of B1 and B2. A sweep of more than MAX_SWEEP_RUNS runs
+    needs `allow_large_sweep=True`."""
     p = PRESETS[resolve_preset_name(preset)]
-    p = dataclasses.replace(p, shapes=_shape_changes(p.shapes, shapes, shape_strong, shape_weak))
+    p = dataclasses.replace(p, shapes=_shape_changes(p.shapes, shapes, shape_strong, shape_weak),
+                            beyond=_beyond_changes(p.beyond, methods, families, beyond_strengths))
     allow_large_sweep = parse_literal("allow_large_sweep", allow_large_sweep, bool)
     run_types, eval_types = field_types(RunConfig), field_types(EvalSettings)
     run, evals = {}, {}

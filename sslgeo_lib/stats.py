@@ -123,11 +123,12 @@ def ols_slope(df: pd.DataFrame, value: str, x: str = "strength", level: float = 
 
 
 def per_strength_table(df: pd.DataFrame, value: str, direction: int, delta: float, null: float = 0.0,
-                       adjust: bool = True) -> pd.DataFrame:
+                       adjust: bool = True, family: int = 1) -> pd.DataFrame:
     """Columns strength, mean, low, high, n_seeds, level, outcome for each strength s > 0 of df (columns strength,
-    seed, value); with adjust, Bonferroni intervals at level 1 - 0.05 / m over the m strengths s > 0."""
+    seed, value); with adjust, Bonferroni intervals at level 1 - 0.05 / m over the m strengths s > 0, times
+    `family` when the same claim is also read in that many groups (objectives, augmentation families)."""
     pos = df[df["strength"] > 0]
-    m = pos["strength"].nunique()
+    m = pos["strength"].nunique() * family
     level = 1 - (1 - LEVEL) / m if adjust and m > 0 else LEVEL
     table = ci_table(pos, value, level=level)
     table["level"] = level
@@ -170,7 +171,9 @@ def _pct(level: float) -> str:
     return f"{100 * level:.4g}%"
 
 
-def _claim_verdict(outcomes: list[str]) -> str:
+def combine_outcomes(outcomes: list[str]) -> str:
+    """A claim's verdict from its parts' outcomes: supported if all are, contradicted if any is, negligible or
+    inconclusive if all are, else mixed."""
     if outcomes and all(o == SUPPORTED for o in outcomes):
         return SUPPORTED
     if CONTRADICTED in outcomes:
@@ -215,12 +218,12 @@ def _ranges_text(strengths, outcomes) -> str:
 
 
 def per_strength_claim(claim: str, statistic: str, df: pd.DataFrame, value: str, direction: int, delta: float,
-                       null: float = 0.0) -> ClaimResult:
+                       null: float = 0.0, family: int = 1) -> ClaimResult:
     """A claim 'for every s > 0' on df (columns strength, seed, value; s = 0 rows ignored): Bonferroni intervals and
     outcomes per strength (per_strength_table); verdict supported if all are, contradicted if any is, negligible /
     inconclusive if all are, else mixed. The headline is the strength whose bound lies closest to the null on the
     predicted side (the weakest evidence)."""
-    table = per_strength_table(df, value, direction, delta, null)
+    table = per_strength_table(df, value, direction, delta, null, family=family)
     if len(table) == 0:
         return ClaimResult(claim, statistic, float("nan"), float("nan"), float("nan"), INCONCLUSIVE, 0, delta,
                            "inconclusive: no strength s > 0 ran", "no interval", table)
@@ -230,11 +233,12 @@ def per_strength_claim(claim: str, statistic: str, df: pd.DataFrame, value: str,
     row = table.iloc[int(np.nanargmin(margin.to_numpy(float)))]
     lo_n, hi_n, m, level = int(table["n_seeds"].min()), int(table["n_seeds"].max()), len(table), table["level"].iloc[0]
     covers = f"{_pct(LEVEL)} t-interval over {_seeds(lo_n, hi_n)} ({COVERS})"
-    if m > 1:
-        covers += f", Bonferroni-adjusted over {m} strengths (level {_pct(level)})"
+    if m * family > 1:
+        over = f"{m} strength{'s' if m > 1 else ''}" + (f" x {family} groups" if family > 1 else "")
+        covers += f", Bonferroni-adjusted over {over} (level {_pct(level)})"
     outcomes = table["outcome"].tolist()
     return ClaimResult(claim, f"{statistic} (weakest s = {row['strength']:g})", float(row["mean"]), float(row["low"]),
-                       float(row["high"]), _claim_verdict(outcomes), lo_n, delta,
+                       float(row["high"]), combine_outcomes(outcomes), lo_n, delta,
                        _ranges_text(table["strength"], outcomes), covers, table)
 
 

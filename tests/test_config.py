@@ -11,7 +11,7 @@ def test_defaults_are_valid_and_ints_become_floats():
 
 @pytest.mark.parametrize("changes,error,message", [
     ({"strength": -0.5}, ValueError, "strength must be a finite number >= 0"),
-    ({"dataset": "mnist"}, ValueError, "dataset='mnist' is unknown; accepted: cifar10"),
+    ({"dataset": "mnist"}, ValueError, r"dataset 'mnist' is neither a known dataset \(cifar10, cifar100, stl10\)"),
     ({"encoder": "vit"}, ValueError, "encoder='vit' is unknown; accepted: small_cnn, resnet18"),
     ({"epochs": "20"}, TypeError, "epochs must be int, got '20' \\(str\\)"),
     ({"epochs": 2.5}, TypeError, "epochs must be int"),
@@ -93,3 +93,34 @@ def test_an_unknown_parameter_is_named_with_a_suggestion():
         make_preset("smoke", strenghts="[0.5]")
     with pytest.raises(UnknownParameter, match="unknown parameter 'step'; accepted: .*did you mean 'steps'"):
         theory_settings("smoke", step=3)
+
+
+def test_b1_and_b2_grids_expand_and_check_their_parameters():
+    p = make_preset("cpu")
+    objectives, families = p.objective_configs(), p.family_configs()
+    assert len(objectives) == 3 * len(p.beyond.strengths) * len(p.seeds)
+    assert {c.method for c in objectives} == {"vicreg", "barlow_twins", "byol"}
+    assert {c.augment_family for c in families} == {"crop", "color", "flip"}
+    assert all(c.method == "simclr" for c in families) and all(c.augment_family == "all" for c in objectives)
+    assert set(p.reference_configs()) <= set(p.configs())  # the reference is the main sweep's, trained once
+    every = p.all_configs()
+    assert len(every) == len(set(every)) == len(set(p.configs() + p.shape_configs() + objectives + families))
+    q = make_preset("cpu", methods="['byol']", families=["flip"], beyond_strengths="[0.5]")
+    assert [c.method for c in q.objective_configs()] == ["byol"] * 3 and q.beyond.strengths == (0.5,)
+    with pytest.raises(ValueError, match="methods must be a non-empty list of simclr, vicreg, barlow_twins, byol"):
+        make_preset("cpu", methods=["simsiam"])
+    with pytest.raises(ValueError, match="families must be a non-empty list of all, crop, color, flip"):
+        make_preset("cpu", families=["colour"])
+    with pytest.raises(ValueError, match="beyond_strengths must be a non-empty list of s > 0"):
+        make_preset("cpu", beyond_strengths=[0.0])
+
+
+def test_method_family_and_dataset_fields_are_checked():
+    with pytest.raises(ValueError, match="RunConfig.method='simsiam' is unknown; accepted: simclr, vicreg, barlow_twins, byol"):
+        RunConfig(method="simsiam")
+    with pytest.raises(ValueError, match="augment_family='hue' is unknown; accepted: all, crop, color, flip"):
+        RunConfig(augment_family="hue")
+    with pytest.raises(ValueError, match="RunConfig.dataset 'imagenet' is neither a known dataset"):
+        RunConfig(dataset="imagenet")
+    with pytest.raises(ValueError, match="ema must lie in"):
+        RunConfig(ema=1.0)
