@@ -58,7 +58,7 @@ class RunConfig:
                 raise ValueError(f"RunConfig.{name}={getattr(self, name)!r} is unknown; accepted: "
                                  f"{', '.join(allowed)}")
         try:
-            object.__setattr__(self, "dataset", check_dataset(self.dataset))  # a path becomes absolute
+            object.__setattr__(self, "dataset", check_dataset(self.dataset, must_exist=False))  # a path: absolute
         except ValueError as exc:
             raise ValueError(f"RunConfig.{exc}") from None
 

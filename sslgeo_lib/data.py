@@ -81,10 +81,11 @@ def load_dataset(name: str = "cifar10") -> Dataset:
     return _load(name, source, _source_key(source))
 
 
-def check_dataset(name: str) -> str:
+def check_dataset(name: str, must_exist: bool = True) -> str:
     """`name` if it is one of DATASETS, else the absolute path of an existing ImageFolder tree or tarball
     (`~` expanded; a relative path is taken from where the user ran, $PWD); anything else is a ValueError that
-    says what is accepted."""
+    says what is accepted. With must_exist False an absolute path is accepted as it is (a stored run's config
+    stays readable when its data have moved; loading them fails with this message)."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"dataset must be a name or a path, got {name!r}")
     if name in DATASETS:
@@ -92,6 +93,8 @@ def check_dataset(name: str) -> str:
     path = Path(name).expanduser()
     if not path.is_absolute():
         path = Path(os.environ.get("PWD") or os.getcwd()) / path
+    elif not must_exist:
+        return str(path)
     if _is_tree(path) or _is_tarball(path):
         return str(path)
     raise ValueError(f"dataset {name!r} is neither a known dataset ({', '.join(DATASETS)}) nor an ImageFolder tree "

@@ -371,7 +371,8 @@ def _run_row(path: Path, locked: bool = False) -> dict:
             state, status = "resumable", "partial (interrupted; resumes from its checkpoint)"
     row = {"id": path.name, "kind": "run", "state": state, "status": status, "stale": None}
     if cfg is not None:
-        row.update({k: getattr(cfg, k) for k in ("encoder", "strength", "seed", "epochs", "n_train")})
+        row.update({k: getattr(cfg, k) for k in ("encoder", "strength", "seed", "epochs", "n_train", "method",
+                                                 "augment_family", "dataset")})
         try:
             row["stale"] = _stored_id(path, cfg) != path.name
         except (OSError, ValueError) as exc:  # e.g. no data to fingerprint: the identity cannot be checked here

@@ -121,6 +121,7 @@ def test_method_family_and_dataset_fields_are_checked():
     with pytest.raises(ValueError, match="augment_family='hue' is unknown; accepted: all, crop, color, flip"):
         RunConfig(augment_family="hue")
     with pytest.raises(ValueError, match="RunConfig.dataset 'imagenet' is neither a known dataset"):
-        RunConfig(dataset="imagenet")
+        RunConfig(dataset="imagenet")  # a relative path must exist (a misspelt name is caught here)
+    assert RunConfig(dataset="/moved/away").dataset == "/moved/away"  # a stored run's absolute path stays readable
     with pytest.raises(ValueError, match="ema must lie in"):
         RunConfig(ema=1.0)

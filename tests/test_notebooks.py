@@ -2,6 +2,8 @@
 import re
 from pathlib import Path
 
+import numpy as np
+
 import papermill
 import pytest
 
@@ -82,6 +84,8 @@ CLAIM_KEYS = {
     "c5_information.ipynb": ["c5", "c5_trend"],
     "c6_projector.ipynb": ["c6", "c6_rank", "c6_transfer"],
     "b4_progress.ipynb": ["b4", *(f"b4_{s}_{p}" for s in ("C1_knn", "C2", "C3") for p in (25, 50, 100))],
+    "b1_objectives.ipynb": ["b1", "b1_C1", "b1_C2", "b1_C3", "b1_C4", "b1_C5"],
+    "b2_augmentations.ipynb": ["b2", "b2_C1", "b2_C2", "b2_C3", "b2_C4", "b2_C5"],
     "c7_theory.ipynb": ["c7", "c7_data_only", "c7_no_collapse", "c7_toy_rho", "c7_toy_locality", "c7_toy_alpha"],
 }
 
@@ -123,3 +127,34 @@ def test_every_parameter_of_every_notebook_is_accepted_by_its_validator():
 
 def test_every_notebook_is_tested():
     assert set(NOTEBOOKS) == set(CLAIM_KEYS) | {"c2_invariance.ipynb", "methods.ipynb"}
+
+
+def test_b1_and_b2_read_every_group_beside_the_reference(executed):
+    b1, b2 = executed("b1_objectives.ipynb"), executed("b2_augmentations.ipynb")
+    assert b1["b1_groups"] == "vicreg, barlow_twins, byol" and b1["b1_n_runs"] == "4"  # + the SimCLR reference
+    assert b2["b2_groups"] == "crop, color, flip" and b2["b2_n_runs"] == "4"           # + the full policy
+    assert b1["b1_verdict"].startswith("inconclusive for vicreg, barlow_twins, byol")
+    one = executed("b1_objectives.ipynb", methods="['byol']")
+    assert one["b1_groups"] == "byol" and one["b1_n_runs"] == "2"
+
+
+def test_a_claim_notebook_runs_on_an_image_folder_it_is_given(executed, tmp_path):
+    """Any ImageFolder tree, with its own classes and image sizes: three classes of 100 training and 20 test
+    images of 40 x 48 pixels (resized to 32 x 32), coloured by class."""
+    from PIL import Image
+
+    from sslgeo_lib.store import list_runs
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 100), ("test", 20)):
+        for k, name in enumerate(("red", "green", "blue")):
+            folder = tmp_path / "tree" / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 80, (48, 40, 3), dtype=np.uint8)
+                img[..., k] += 150
+                Image.fromarray(img).save(folder / f"{i}.png")
+    tree = str(tmp_path / "tree")
+    glued = executed("c2_invariance.ipynb", dataset=tree, n_train=0, n_test=60, n_anchor=30, epochs=2)
+    assert VERDICT.match(glued["c2_verdict"]) and glued["c2_n_runs"] == "2"
+    assert sum(r.get("dataset") == tree for r in list_runs() if r["kind"] == "run") == 2
