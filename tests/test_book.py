@@ -95,7 +95,7 @@ def test_claim_pages_have_figures_and_verdicts(html, page):
     assert re.search(r"<span class=\"pasted-text\">(supported|contradicted|negligible|inconclusive)", text)
 
 
-@pytest.mark.parametrize("page", ["c6_projector", "b4_progress"])
+@pytest.mark.parametrize("page", ["c6_projector", "b1_objectives", "b2_augmentations", "b4_progress"])
 def test_beyond_pages_have_a_figure_and_verdicts(html, page):
     text = (html / f"{page}.html").read_text()
     assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", text)) >= 1
@@ -108,4 +108,5 @@ def test_intro_has_the_beyond_the_paper_table(html):
     beyond = page[page.index("id=\"beyond-the-paper\""):]
     table = beyond[beyond.index("<table"):beyond.index("</table>")]
     assert ">B4<" in table and "at 25% of training" in table and "at 100% of training" in table
+    assert ">B1<" in table and "every objective" in table and ">B2<" in table and "every family" in table
     assert re.search(r"supported|contradicted|negligible|inconclusive", table)
