@@ -228,7 +228,8 @@ PRIMARY = {"C1": (+1, DELTAS["C1"]), "C2": (+1, DELTAS["C2"]), "C3": (-1, DELTAS
 def group_verdicts(df: pd.DataFrame, by: str) -> dict[str, dict[str, ClaimResult]]:
     """B1 / B2: C1-C5's primary statistics read with rule v2 in each group of column `by` (an objective, an
     augmentation family) over its strengths s > 0, Bonferroni-adjusted over strengths x groups (the same claim
-    read in every group). df: measures.group_table. Returns {group: {"C1": ..., ..., "C5": ...}}."""
+    read in every group, the reference group included: conservative, so the reference's interval here is wider
+    than on its claim page). df: measures.group_table. Returns {group: {"C1": ..., ..., "C5": ...}}."""
     from sslgeo_lib.measures import SHAPE_STATISTICS
 
     groups = sorted(df[by].unique(), key=str)
@@ -246,8 +247,8 @@ def across_groups(results: dict[str, ClaimResult], claim: str, what: str) -> Cla
     direction = PRIMARY[claim][0]
     groups = list(results)
     margins = [(results[g].low if direction > 0 else -results[g].high) for g in groups]
-    margins = [m if np.isfinite(m) else direction * results[g].estimate for m, g in zip(margins, groups)]
-    name = groups[int(np.argmin(margins))]
+    margins = np.array([m if np.isfinite(m) else direction * results[g].estimate for m, g in zip(margins, groups)])
+    name = groups[int(np.nanargmin(margins))] if np.isfinite(margins).any() else groups[0]
     weakest = results[name]
     at = ""
     if weakest.table is not None and len(weakest.table):

@@ -93,13 +93,14 @@ def check_dataset(name: str, must_exist: bool = True) -> str:
     path = Path(name).expanduser()
     if not path.is_absolute():
         path = Path(os.environ.get("PWD") or os.getcwd()) / path
-    elif not must_exist:
+    path = Path(os.path.normpath(path))  # one spelling per folder: "./a/../a//" is "a" (links are kept)
+    if Path(name).expanduser().is_absolute() and not must_exist:
         return str(path)
     if _is_tree(path) or _is_tarball(path):
         return str(path)
     raise ValueError(f"dataset {name!r} is neither a known dataset ({', '.join(DATASETS)}) nor an ImageFolder tree "
                      f"(a folder with train/<class>/* and test/<class>/*) or a .tar / .tar.gz of one"
-                     + (f"; {path} does not exist" if not path.exists() else f"; {path} is neither"))
+                     + (f"; {path} does not exist" if not path.exists() else f"; {path} is not one of these"))
 
 
 def data_source(name: str = "cifar10") -> Path:
@@ -144,17 +145,18 @@ def _download(root: Path) -> None:
         raise FileNotFoundError(f"CIFAR-10 was not found and could not be downloaded ({exc}). {_OPTIONS}") from exc
 
 
-_TORCHVISION = {"cifar100": ("CIFAR100", "cifar-100-python", {"train": True}),
-                "stl10": ("STL10", "stl10_binary", {"split": "train"})}
+_TORCHVISION = {"cifar100": ("CIFAR100", "cifar-100-python", {"train": True}, ("train", "test", "meta")),
+                "stl10": ("STL10", "stl10_binary", {"split": "train"},
+                          ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt"))}
 
 
 def _torchvision_source(name: str) -> Path:
     """CIFAR-100 or STL-10, downloaded by torchvision into the cache folder once (where the network allows)."""
     import torchvision
 
-    cls, folder, kwargs = _TORCHVISION[name]
+    cls, folder, kwargs, files = _TORCHVISION[name]
     root = cache_dir() / "torchvision"
-    if not (root / folder).is_dir():
+    if not all((root / folder / f).is_file() for f in files):  # a partial download is downloaded again
         try:
             getattr(torchvision.datasets, cls)(str(root), download=True, **kwargs)
         except Exception as exc:  # network errors come in many types
@@ -373,7 +375,7 @@ class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR-10 batch file")
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch file")
 
 
 def _read_batch(path: Path) -> dict:
@@ -383,11 +385,11 @@ def _read_batch(path: Path) -> dict:
     except pickle.UnpicklingError as exc:
         if "refusing" in str(exc):
             raise
-        raise SourceError(f"{path} is truncated or not a CIFAR-10 batch file ({exc})") from None
+        raise SourceError(f"{path} is truncated or not a CIFAR batch file ({exc})") from None
     except (EOFError, ValueError, OSError) as exc:
-        raise SourceError(f"{path} is truncated or not a CIFAR-10 batch file ({type(exc).__name__}: {exc})") from None
+        raise SourceError(f"{path} is truncated or not a CIFAR batch file ({type(exc).__name__}: {exc})") from None
     if not isinstance(batch, dict):
-        raise SourceError(f"{path} is not a CIFAR-10 batch file (holds {type(batch).__name__}, not a dict)")
+        raise SourceError(f"{path} is not a CIFAR batch file (holds {type(batch).__name__}, not a dict)")
     labels = batch.get("labels", batch.get("fine_labels", ()))  # CIFAR-10 / CIFAR-100
     if "data" in batch and (np.asarray(batch["data"]).ndim != 2 or np.asarray(batch["data"]).shape[1] != 3072
                             or len(batch["data"]) != len(labels)):
@@ -421,10 +423,17 @@ def _decode_cifar100(folder: Path):
 
 def _decode_stl10(folder: Path):
     """torchvision's stl10_binary folder (raw uint8 files, no pickle): labelled train and test, 96 -> 32 px."""
-    def split(name):
-        raw = np.fromfile(folder / f"{name}_X.bin", dtype=np.uint8).reshape(-1, 3, 96, 96)
-        x = np.stack([_to_resolution(Image.fromarray(img.transpose(2, 1, 0))) for img in raw]).transpose(0, 3, 1, 2)
-        return x.copy(), np.fromfile(folder / f"{name}_y.bin", dtype=np.uint8).astype(np.int64) - 1
-
     classes = (folder / "class_names.txt").read_text().split()
+    side = 3 * 96 * 96
+
+    def split(name):
+        raw = np.fromfile(folder / f"{name}_X.bin", dtype=np.uint8)
+        y = np.fromfile(folder / f"{name}_y.bin", dtype=np.uint8).astype(np.int64) - 1
+        if len(raw) % side or len(raw) // side != len(y) or not len(y) or y.min() < 0 or y.max() >= len(classes):
+            raise SourceError(f"{folder}/{name}_X.bin and {name}_y.bin are truncated or do not match: {len(raw):,} "
+                              f"bytes of images ({side:,} per image) against {len(y):,} labels in 1..{len(classes)}")
+        raw = raw.reshape(-1, 3, 96, 96)
+        x = np.stack([_to_resolution(Image.fromarray(img.transpose(2, 1, 0))) for img in raw]).transpose(0, 3, 1, 2)
+        return x.copy(), y
+
     return [*split("train"), *split("test")], classes

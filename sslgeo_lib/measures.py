@@ -280,6 +280,10 @@ def group_table(runs: list[Run], ev: EvalSettings, fields: tuple[str, ...]) -> p
     groups: dict[tuple, list[Run]] = {}
     for run in runs:
         groups.setdefault(tuple(getattr(run.config, f) for f in fields), []).append(run)
+    for key, group in groups.items():
+        points = [(r.config.strength, r.config.seed) for r in group]
+        if len(set(points)) < len(points):  # a run counted twice would narrow every interval
+            raise ValueError(f"group {dict(zip(fields, key))} holds more than one run per (strength, seed): {points}")
     return pd.concat([primary_statistics(group, ev).assign(**dict(zip(fields, key))) for key, group in groups.items()],
                      ignore_index=True)
 

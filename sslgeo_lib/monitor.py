@@ -14,7 +14,7 @@ def monitor_accuracy(model, cfg, device) -> float:
     """kNN (k = 20, cosine) accuracy of h on MONITOR_QUERIES test images against MONITOR_BANK train images.
     Range [0, 1]; chance 1 / n_classes."""
     data = load_dataset(cfg.dataset)
-    bank = class_balanced_subset(data.y_train, min(MONITOR_BANK, cfg.n_train or MONITOR_BANK), cfg.subset_seed)
+    bank = class_balanced_subset(data.y_train, min(MONITOR_BANK, cfg.n_train or len(data.y_train)), cfg.subset_seed)
     queries = class_balanced_subset(data.y_test, min(MONITOR_QUERIES, len(data.y_test)), 0)
     h_bank = encode(model.encoder, data.x_train[bank], device=device)
     h_query = encode(model.encoder, data.x_test[queries], device=device)

@@ -69,18 +69,19 @@ class Preset:
 
     def reference_configs(self) -> list[RunConfig]:
         """B1's and B2's reference: SimCLR with the full policy at the grid's strengths (main-sweep runs)."""
-        return [self.base.replace(strength=s, seed=k) for s in self.beyond.strengths for k in self.seeds]
+        return [self.base.replace(strength=s, seed=k, method="simclr", augment_family="all")
+                for s in self.beyond.strengths for k in self.seeds]
 
     def objective_configs(self) -> list[RunConfig]:
         """B1's runs: every objective of the grid at its strengths (seeds inner), with the grid's learning rate."""
         g, lrs = self.beyond, dict(self.beyond.lr)
-        return [self.base.replace(method=m, strength=s, seed=k, lr=lrs.get(m, self.base.lr))
+        return [self.base.replace(method=m, augment_family="all", strength=s, seed=k, lr=lrs.get(m, self.base.lr))
                 for m in g.methods for s in g.strengths for k in self.seeds]
 
     def family_configs(self) -> list[RunConfig]:
         """B2's runs: every augmentation family of the grid alone at its strengths (seeds inner)."""
         g = self.beyond
-        return [self.base.replace(augment_family=f, strength=s, seed=k)
+        return [self.base.replace(method="simclr", augment_family=f, strength=s, seed=k)
                 for f in g.families for s in g.strengths for k in self.seeds]
 
     def all_configs(self) -> list[RunConfig]:
@@ -176,19 +177,21 @@ def _beyond_changes(grid: BeyondGrid, methods, families, strengths) -> BeyondGri
     from sslgeo_lib.training.augment import FAMILIES
 
     changes = {}
-    for name, value, accepted in (("methods", methods, METHODS), ("families", families, tuple(FAMILIES))):
+    for name, value, accepted in (("methods", methods, METHODS[1:]), ("families", families, tuple(FAMILIES)[1:])):
         if value is not None:
             names = tuple(parse_literal(name, value, list))
             bad = [v for v in names if v not in accepted]
-            if not names or bad:
-                raise ValueError(f"bad notebook parameter: {name} must be a non-empty list of {', '.join(accepted)}; "
-                                 f"got {value!r}")
+            if not names or bad or len(set(names)) < len(names):
+                raise ValueError(f"bad notebook parameter: {name} must be a non-empty list of distinct names from "
+                                 f"{', '.join(accepted)} (the reference is always shown); got {value!r}")
             changes[name] = names
     if strengths is not None:
         changes["strengths"] = tuple(float(parse_literal(f"beyond_strengths[{i}]", s, float, text=False))
                                      for i, s in enumerate(parse_literal("beyond_strengths", strengths, list)))
-        if not changes["strengths"] or any(s <= 0 for s in changes["strengths"]):
-            raise ValueError(f"bad notebook parameter: beyond_strengths must be a non-empty list of s > 0, got {strengths!r}")
+        s = changes["strengths"]
+        if not s or any(v <= 0 for v in s) or len(set(s)) < len(s):
+            raise ValueError(f"bad notebook parameter: beyond_strengths must be a non-empty list of distinct s > 0, "
+                             f"got {strengths!r}")
         for s in changes["strengths"]:
             policy(s)
     return dataclasses.replace(grid, **changes)

@@ -72,7 +72,7 @@ def sweep(preset: Preset, progress: bool = True, configs: list[RunConfig] | None
     so a bad store or n_test fails now, not after training."""
     from sslgeo_lib.data import load_dataset
 
-    configs = preset.configs() if configs is None else configs
+    configs = preset.configs() if configs is None else list(dict.fromkeys(configs))  # each run once
     missing = [c for c in configs if check_entry(entry_path(c), c) is not None]
     if missing:
         check_store(missing[0])

@@ -204,6 +204,8 @@ def test_group_verdicts_read_each_group_and_name_them_together():
     assert line.estimate == pytest.approx(-0.3, abs=0.01) and "weakest: down at s = 1" in line.statistic
     both = claims.across_groups({g: v[g]["C2"] for g in ("up", "flat")}, "C2", "I(z) - I(h)")
     assert both.verdict == MIXED and "weakest: flat" in both.statistic
+    low = claims.across_groups({g: v[g]["C3"] for g in ("down", "flat")}, "C3", "log erank ratio")  # C3 predicts < 0
+    assert low.verdict == MIXED and "weakest: flat" in low.statistic and low.text == "supported for down; negligible for flat"
 
 
 def test_group_verdicts_on_null_groups_keep_the_false_positive_rate():

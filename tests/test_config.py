@@ -107,12 +107,20 @@ def test_b1_and_b2_grids_expand_and_check_their_parameters():
     assert len(every) == len(set(every)) == len(set(p.configs() + p.shape_configs() + objectives + families))
     q = make_preset("cpu", methods="['byol']", families=["flip"], beyond_strengths="[0.5]")
     assert [c.method for c in q.objective_configs()] == ["byol"] * 3 and q.beyond.strengths == (0.5,)
-    with pytest.raises(ValueError, match="methods must be a non-empty list of simclr, vicreg, barlow_twins, byol"):
-        make_preset("cpu", methods=["simsiam"])
-    with pytest.raises(ValueError, match="families must be a non-empty list of all, crop, color, flip"):
-        make_preset("cpu", families=["colour"])
-    with pytest.raises(ValueError, match="beyond_strengths must be a non-empty list of s > 0"):
-        make_preset("cpu", beyond_strengths=[0.0])
+    for bad in (["simsiam"], ["simclr", "byol"], ["byol", "byol"]):  # the reference is always there, once
+        with pytest.raises(ValueError, match="methods must be a non-empty list of distinct names from vicreg, "
+                                             "barlow_twins, byol"):
+            make_preset("cpu", methods=bad)
+    for bad in (["colour"], ["all"], ["crop", "crop"]):
+        with pytest.raises(ValueError, match="families must be a non-empty list of distinct names from crop, color, flip"):
+            make_preset("cpu", families=bad)
+    for bad in ([0.0], [1.0, 1.0]):
+        with pytest.raises(ValueError, match="beyond_strengths must be a non-empty list of distinct s > 0"):
+            make_preset("cpu", beyond_strengths=bad)
+    # a training override of the method or family does not change what the pages compare against
+    r = make_preset("smoke", method="vicreg", augment_family="crop")
+    assert {(c.method, c.augment_family) for c in r.reference_configs()} == {("simclr", "all")}
+    assert {c.augment_family for c in r.objective_configs()} == {"all"} and {c.method for c in r.family_configs()} == {"simclr"}
 
 
 def test_method_family_and_dataset_fields_are_checked():

@@ -184,6 +184,13 @@ def test_cifar100_and_stl10_in_torchvisions_layouts(tmp_path, monkeypatch):
     ds = load_dataset("stl10")
     assert ds.x_train.shape == (2, 3, 32, 32) and ds.y_train.tolist() == [0, 9] and ds.y_test.tolist() == [0]
     assert (ds.x_train[0, :, :14] > 190).all() and (ds.x_train[0, :, -14:] < 10).all()
+    np.array([1, 10, 3], np.uint8).tofile(stl / "train_y.bin")  # a label more than there are images
+    data._load.cache_clear()
+    monkeypatch.setenv("SSLGEO_CACHE", str(tmp_path / "cache2"))
+    (tmp_path / "cache2").mkdir()
+    (tmp_path / "cache2" / "torchvision").symlink_to(root)
+    with pytest.raises(data.SourceError, match="train_X.bin and train_y.bin are truncated or do not match"):
+        load_dataset("stl10")
 
 
 def test_class_balanced_subset():

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -89,10 +90,69 @@ def test_every_method_lowers_its_loss_and_resumes_to_the_same_weights(cifar, tmp
     resumed = train(cfg, tmp_path / "resumed", progress=False)  # BYOL: the target network is in the checkpoint
     ws, wr = _weights(straight), _weights(resumed)
     assert all(torch.equal(ws[k], wr[k]) for k in ws) and resumed.metrics["loss"] == loss
-    simclr = train(RunConfig(**{**TINY, "epochs": 1, "strength": 0.5}), tmp_path / "simclr", progress=False)
+    simclr = _weights(train(cfg.replace(method="simclr"), tmp_path / "simclr", progress=False))
     assert any("predictor" in k for k in ws) == (method == "byol")
-    shared = [k for k in _weights(simclr) if k.startswith("encoder")]
-    assert not all(torch.equal(ws[k], _weights(simclr)[k]) for k in shared)  # another objective, other weights
+    encoder = [k for k in simclr if k.startswith("encoder")]
+    assert not all(torch.equal(ws[k], simclr[k]) for k in encoder)  # the same run but the objective: other weights
+
+
+def test_each_method_trains_on_its_own_loss():
+    from sslgeo_lib.training import losses
+    from sslgeo_lib.training.loop import pair_loss
+
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(16, 8, generator=g), torch.randn(16, 8, generator=g)
+    cfg = RunConfig(**TINY)
+    assert pair_loss(cfg, z1, z2).item() == pytest.approx(losses.nt_xent(z1, z2, cfg.temperature).item())
+    assert pair_loss(cfg.replace(method="vicreg"), z1, z2).item() == pytest.approx(losses.vicreg(z1, z2).item())
+    assert pair_loss(cfg.replace(method="barlow_twins"), z1, z2).item() == pytest.approx(losses.barlow_twins(z1, z2).item())
+    with pytest.raises(ValueError, match="no pair loss"):
+        pair_loss(cfg.replace(method="byol"), z1, z2)
+
+
+def test_a_byol_step_regresses_each_views_prediction_on_the_other_views_target(cifar):
+    """train_step's BYOL loss, recomputed by hand from the same views: q(z(v1)) against t(v2) and q(z(v2))
+    against t(v1), not each view against itself."""
+    from sslgeo_lib.training import losses
+    from sslgeo_lib.training.augment import augment
+    from sslgeo_lib.training.loop import new_model, new_target, train_step
+
+    cfg = RunConfig(**{**TINY, "method": "byol", "precision": "fp32"})
+    model, x = new_model(cfg).train(), torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8)
+    target = new_target(model)
+    with torch.no_grad():  # perturb the target so that crossing the views matters
+        for p in target.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    xf = x.float() / 255
+    gen = torch.Generator().manual_seed(5)
+    v1, _ = augment(xf, cfg.strength, gen)
+    v2, _ = augment(xf, cfg.strength, gen)
+    views = torch.cat([v1, v2])
+    with torch.no_grad():
+        ref_model, ref_target = copy.deepcopy(model), copy.deepcopy(target)
+        p = ref_model.predictor(ref_model(views)[1])
+        t = ref_target(views)[1]
+    crossed = (losses.byol(p[:32], t[32:]) + losses.byol(p[32:], t[:32])).item()
+    same = (losses.byol(p[:32], t[:32]) + losses.byol(p[32:], t[32:])).item()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    loss = train_step(model, opt, x, cfg, torch.Generator().manual_seed(5), None, False, target, 0.99).item()
+    assert loss == pytest.approx(crossed, rel=1e-5) and abs(crossed - same) > 1e-3
+
+
+def test_an_unreadable_byol_checkpoint_restarts_from_a_clean_state(cifar, tmp_path):
+    """A checkpoint without the target network: warned about, and training restarts from the initial weights,
+    optimiser and target (nothing half-loaded), so the run equals one trained from scratch."""
+    cfg = RunConfig(**{**TINY, "epochs": 1, "method": "byol"})
+    clean = train(cfg, tmp_path / "clean", progress=False)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    other = train(cfg.replace(seed=3), tmp_path / "other", progress=False)
+    torch.save({"model": other.model.state_dict(), "opt": {"state": {}, "param_groups": []}, "epoch": 1,
+                "metrics": {}}, bad / "checkpoint.pt")
+    with pytest.warns(UserWarning, match="unreadable"):
+        again = train(cfg, bad, progress=False)
+    wc, wa = _weights(clean), _weights(again)
+    assert all(torch.equal(wc[k], wa[k]) for k in wc)
 
 
 def test_byol_target_is_a_moving_average_of_the_online_network(cifar):

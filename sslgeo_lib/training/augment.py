@@ -153,6 +153,8 @@ def color(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
 def apply(x: torch.Tensor, params: dict[str, torch.Tensor], family: str = "all") -> torch.Tensor:
     """Apply drawn parameters to a float batch (B, 3, H, W) in [0, 1]; the ops of families that are off are
     skipped (a flip alone is an exact mirror, not a resampling)."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown augmentation family {family!r}; accepted: {', '.join(FAMILIES)}")
     if family == "flip":
         return torch.where(params["flip"].view(-1, 1, 1, 1) > 0, x.flip(-1), x)
     if family in ("all", "crop"):

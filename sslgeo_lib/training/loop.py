@@ -170,10 +170,12 @@ def ema_update(target: SSLModel, model: SSLModel, tau: float) -> None:
     torch._foreach_add_([p for p, _ in pairs], [q.detach() for _, q in pairs], alpha=1 - tau)
 
 
-def train_step(model, opt, x_u8, cfg, gen, dtype, channels_last, target=None, tau: float = 0.0) -> torch.Tensor:
+def train_step(model, opt, x_u8, cfg, gen, dtype, channels_last, target=None, tau: float | None = None) -> torch.Tensor:
     """One step of `cfg.method` on a uint8 batch (B, 3, H, W); returns the loss (a 0-d tensor, no host sync).
     BYOL (`target` given): the symmetrised regression of each view's prediction onto the target's projection of
     the other view, then the target's moving-average update with decay `tau`."""
+    if target is not None and tau is None:
+        raise ValueError("a BYOL step needs the target's decay tau (see ema_decay)")
     x = x_u8.float().div_(255)
     v1, _ = augment(x, cfg.strength, gen, cfg.augment_family)
     v2, _ = augment(x, cfg.strength, gen, cfg.augment_family)
@@ -207,8 +209,14 @@ def _load_checkpoint(path: Path, model, opt, target=None):
     """(next epoch, metrics so far) from a checkpoint; (0, empty) when there is none or it is unreadable."""
     if not path.is_file():
         return 0, _empty_metrics()
+    fresh = [copy.deepcopy(m.state_dict()) for m in (model, opt)] + ([copy.deepcopy(target.state_dict())]
+                                                                       if target is not None else [])
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+        missing = [k for k in ("model", "opt", "epoch", "metrics") + (("target",) if target is not None else ())
+                   if k not in state]
+        if missing:
+            raise KeyError(f"no {', '.join(missing)}")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         if target is not None:
@@ -217,6 +225,8 @@ def _load_checkpoint(path: Path, model, opt, target=None):
     except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         warnings.warn(f"checkpoint {path} is unreadable ({type(exc).__name__}); training from the start",
                       stacklevel=3)
+        for live, init in zip((model, opt, target), fresh):  # nothing half-loaded survives the fallback
+            live.load_state_dict(init)
         return 0, _empty_metrics()
 
 
