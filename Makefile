@@ -10,7 +10,22 @@ ifneq ($(PRESET),auto)
 export SSLGEO_PRESET := $(PRESET)
 endif
 
-.PHONY: book core train train-core test env clean
+.PHONY: book core train train-core test env clean static
+
+# MathJax, served from the book itself (no page loads anything from another host): npm's mathjax package, checked
+MATHJAX := _static/mathjax/tex-svg-full.js
+MATHJAX_VERSION := 3.2.2
+MATHJAX_SHA256 := a4354ff94fd868aea0cc6eaaa79a57fda0588646fc46ee3700a349ee0a11cbe6
+
+static: $(MATHJAX)
+
+$(MATHJAX):
+	rm -rf $(@D).tmp && mkdir -p $(@D).tmp
+	cd $(@D).tmp && npm pack --silent mathjax@$(MATHJAX_VERSION) > /dev/null \
+	  && tar xzf mathjax-$(MATHJAX_VERSION).tgz package/es5/tex-svg-full.js package/LICENSE
+	echo "$(MATHJAX_SHA256)  $(@D).tmp/package/es5/tex-svg-full.js" | sha256sum -c --quiet
+	mkdir -p $(@D) && mv $(@D).tmp/package/LICENSE $(@D)/LICENSE && mv $(@D).tmp/package/es5/tex-svg-full.js $@
+	rm -rf $(@D).tmp
 
 env: $(VENV)/.installed
 
@@ -23,16 +38,16 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 train: env
 	$(BIN)/sslgeo train --preset $(PRESET)
 
-book: train
+book: train static
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 train-core: env
 	$(BIN)/sslgeo train --preset $(PRESET) --main-only
 
-core: train-core
+core: train-core static
 	$(BIN)/jupyter-book build . -W -n --keep-going --toc _toc_core.yml
 
-test: env
+test: env static
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
