@@ -262,3 +262,12 @@ def across_groups(results: dict[str, ClaimResult], claim: str, what: str) -> Cla
     verdict = stats.combine_outcomes([results[g].verdict for g in groups])
     return ClaimResult(claim, f"{what} (weakest: {name}{at})", weakest.estimate, weakest.low, weakest.high,
                        verdict, min(r.n_seeds for r in results.values()), weakest.delta, text, weakest.covers)
+
+
+def forest_rows(entries) -> pd.DataFrame:
+    """The rows of plots.forest_plot from (claim, label, ClaimResult, predicted direction) entries: one per claim,
+    its headline interval, verdict, delta and (for claims over s) each strength's interval."""
+    return pd.DataFrame([{"claim": claim, "label": label, "verdict": r.verdict, "delta": r.delta,
+                          "direction": direction, "estimate": r.estimate, "low": r.low, "high": r.high,
+                          "per_strength": r.table if r.table is not None and len(r.table) else None}
+                         for claim, label, r, direction in entries])

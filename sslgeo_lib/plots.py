@@ -224,3 +224,40 @@ def progress_plot(df: pd.DataFrame, statistics: dict[str, str], height: float = 
     fig.suptitle("Each effect as training goes on")
     fig.tight_layout()
     return fig
+
+
+VERDICT_COLORS = {"supported": "#1b9e77", "contradicted": "#d95f02", "negligible": "#7f7f7f", "mixed": "#e6ab02",
+                  "inconclusive": "#7570b3"}
+
+
+def forest_plot(rows: pd.DataFrame, height_per_row: float = 0.42):
+    """Every claim's primary statistic on one axis, in units of its smallest effect of interest delta and signed so
+    that the predicted direction is to the right: the headline interval (bold, coloured by the claim's verdict),
+    each strength's interval behind it (faint), and the negligible band (-1, 1) of rule v2 shaded.
+    rows: one per claim with columns claim, label, verdict, delta, direction, estimate, low, high, and `per_strength`
+    (a DataFrame with mean, low, high, or None)."""
+    fig, ax = plt.subplots(figsize=(8.5, 0.9 + height_per_row * len(rows)))
+    ax.axvspan(-1, 1, color="0.9", zorder=0, label="negligible band (|effect| < delta)")
+    ax.axvline(0, color="0.4", lw=0.8)
+    for i, r in enumerate(rows.itertuples()):
+        y = len(rows) - 1 - i
+        scale = r.direction / r.delta
+        color = VERDICT_COLORS.get(r.verdict, "0.3")
+        if r.per_strength is not None and len(r.per_strength) > 1:
+            for k, s in enumerate(r.per_strength.itertuples()):
+                lo, hi = sorted((s.low * scale, s.high * scale))
+                dy = 0.25 * (k - (len(r.per_strength) - 1) / 2) / max(1, len(r.per_strength) - 1)
+                ax.plot([lo, hi], [y + dy, y + dy], color=color, alpha=0.35, lw=1.5)
+                ax.plot(s.mean * scale, y + dy, "o", color=color, alpha=0.35, ms=3)
+        lo, hi = sorted((r.low * scale, r.high * scale))
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.plot([lo, hi], [y, y], color=color, lw=3, solid_capstyle="round")
+        ax.plot(r.estimate * scale, y, "D", color=color, ms=7, label=r.verdict)
+    ax.set_yticks(range(len(rows)), [f"{c}: {lab}" for c, lab in zip(rows["claim"], rows["label"])][::-1])
+    ax.set_xlabel("effect in units of delta, predicted direction to the right")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.set_title("Every claim's primary statistic: headline interval (weakest strength) and each strength")
+    fig.tight_layout()
+    return fig

@@ -45,6 +45,11 @@ def glue_page(prefix: str, preset_name: str, n_runs: int, verdicts: dict[str, Cl
     _glue(f"{prefix}_rule", RULE_VERSION)
 
 
+def glue_figure(key: str, fig) -> None:
+    """Glue a matplotlib figure (pasted elsewhere with {glue:figure}); the figure still shows where it was made."""
+    _glue(key, fig)
+
+
 def glue_value(key: str, value, fmt: str = "{:.3f}") -> None:
     """Glue one formatted number (or any value formatted by `fmt`)."""
     _glue(key, fmt.format(value))

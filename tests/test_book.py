@@ -19,6 +19,9 @@ def config(tmp_path_factory):
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     folder = tmp_path_factory.mktemp("config")
     cfg["execute"] |= {"execute_notebooks": "cache", "cache": str(folder / "jupyter_cache")}
+    # paths the book's own config gives relative to the book root, made absolute for a config read from elsewhere
+    cfg["bibtex_bibfiles"] = [str(ROOT / f) for f in cfg["bibtex_bibfiles"]]
+    cfg["sphinx"]["config"]["html_static_path"] = [str(ROOT / f) for f in cfg["sphinx"]["config"]["html_static_path"]]
     (folder / "_config.yml").write_text(yaml.safe_dump(cfg))
     return folder / "_config.yml"
 
@@ -58,6 +61,8 @@ def test_intro_has_the_claims_table_with_computed_verdicts(html):
     _rows_have_verdicts(table, CORE_CLAIMS)
     assert "I(z) - I(h)" in table and "erank(z) / erank(h)" in table and "locality gap" in table
     assert re.search(r"verdict rule\s*<span class=\"pasted-text\">v2</span>", page)
+    head = page[:page.index("<table")]
+    assert re.search(r"<img [^>]*src=\"[^\"]+\.png\"", head)  # the forest plot, computed at build time
     shape = page[page.index("id=\"the-projector-s-shape-c6\""):]
     _rows_have_verdicts(shape[shape.index("<table"):shape.index("</table>")], ("C6",))
 
@@ -69,7 +74,7 @@ def test_the_core_edition_has_the_core_claims_and_no_other_page(core_html):
     assert ">C6<" not in page and "b4_progress" not in page and "The core edition" in page
     built = {p.stem for p in core_html.glob("*.html")} - {"genindex", "search"}
     assert built == {"intro_core", "methods", "c1_transfer", "c2_invariance", "c3_dimension", "c4_tangent",
-                     "c5_information", "c7_theory"}, built
+                     "c5_information", "c7_theory", "summary", "references"}, built
     for chapter in built - {"intro_core"}:  # the navigation reaches every chapter
         assert f'href="{chapter}.html"' in page, chapter
 

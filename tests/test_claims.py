@@ -220,3 +220,25 @@ def test_group_verdicts_on_null_groups_keep_the_false_positive_rate():
         hits += any(v[g]["C2"].verdict in (SUPPORTED, CONTRADICTED) or "supported" in v[g]["C2"].text
                     or "contradicted" in v[g]["C2"].text for g in "abc")
     assert hits / 300 <= 0.08, hits
+
+
+def test_the_forest_plot_puts_each_claim_in_delta_units_with_the_prediction_to_the_right():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sslgeo_lib import plots
+
+    df = _groups_table({"up": 0.3, "down": -0.3, "flat": 0.0005})
+    v = claims.group_verdicts(df, "method")
+    rows = claims.forest_rows([("C2", "I(z) - I(h)", v["up"]["C2"], +1), ("C3", "log ratio", v["up"]["C3"], -1),
+                               ("C5", "retention gap", v["flat"]["C5"], +1)])
+    assert rows["verdict"].tolist() == [SUPPORTED, CONTRADICTED, NEGLIGIBLE]
+    fig = plots.forest_plot(rows)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["C5: retention gap", "C3: log ratio", "C2: I(z) - I(h)"]
+    diamonds = {round(float(l.get_ydata()[0])): float(l.get_xdata()[0]) for l in ax.lines if l.get_marker() == "D"}
+    # C2 up 0.3 with delta 0.02: +15 deltas; C3 up 0.3 against a predicted fall (delta log 1.1): left of 0
+    assert diamonds[2] == pytest.approx(0.3 / 0.02, rel=0.01) and diamonds[1] == pytest.approx(-0.3 / np.log(1.1), rel=0.01)
+    assert abs(diamonds[0]) < 1  # inside the negligible band
+    colours = {round(float(l.get_ydata()[0])): l.get_color() for l in ax.lines if l.get_marker() == "D"}
+    assert colours[2] == plots.VERDICT_COLORS[SUPPORTED] and colours[1] == plots.VERDICT_COLORS[CONTRADICTED]

@@ -125,8 +125,13 @@ def test_every_parameter_of_every_notebook_is_accepted_by_its_validator():
             make_preset("smoke", **defaults)
 
 
+def test_the_summary_shows_every_claim_whose_runs_exist(executed):
+    glued = executed("summary.ipynb")
+    assert glued["summary_claims"] in ("C1, C2, C3, C4, C5, C7", "C1, C2, C3, C4, C5, C6, C7")
+
+
 def test_every_notebook_is_tested():
-    assert set(NOTEBOOKS) == set(CLAIM_KEYS) | {"c2_invariance.ipynb", "methods.ipynb"}
+    assert set(NOTEBOOKS) == set(CLAIM_KEYS) | {"c2_invariance.ipynb", "methods.ipynb", "summary.ipynb"}
 
 
 def test_b1_and_b2_read_every_group_beside_the_reference(executed):
