@@ -319,3 +319,22 @@ def theory_settings(preset: str = "auto", **parameters) -> TheorySettings:
     for s in out.strengths + out.toy_strengths:
         policy(s)
     return out
+
+
+def resolved_parameters(p: Preset, names) -> dict:
+    """The value each named notebook parameter had in a run of preset `p` (None parameters resolved to the
+    preset's values): what a re-run must pass to reproduce it. Names outside the preset (a page's display
+    options) are left out."""
+    sweep = {"preset": p.name, "strengths": list(p.strengths), "seeds": list(p.seeds),
+             "shapes": [list(s) for s in p.shapes.shapes], "shape_strong": p.shapes.strong, "shape_weak": p.shapes.weak,
+             "methods": list(p.beyond.methods), "families": list(p.beyond.families),
+             "beyond_strengths": list(p.beyond.strengths)}
+    run, evals = dataclasses.asdict(p.base), dataclasses.asdict(p.eval)
+    out = {}
+    for name in names:
+        for source in (sweep, run, evals):
+            if name in source:
+                value = source[name]
+                out[name] = list(value) if isinstance(value, tuple) else value
+                break
+    return out

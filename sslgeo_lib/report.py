@@ -74,3 +74,26 @@ def read_glue(notebook_path) -> dict[str, str]:
                         pass
                     out[meta["name"]] = text
     return out
+
+
+def rerun_command(notebook: str, values: dict) -> str:
+    """The papermill command that re-runs book/`notebook` with `values` (name -> value, e.g. from
+    presets.resolved_parameters), each passed with -p as papermill reads it (lists as Python literals)."""
+    import shlex
+
+    stem = notebook.rsplit(".", 1)[0]
+    parts = [f"papermill book/{notebook} {stem}.out.ipynb"]
+    for name, value in values.items():
+        text = value if isinstance(value, str) else repr(value)
+        parts.append(f"-p {name} {shlex.quote(text)}")
+    return " \\\n    ".join(parts)
+
+
+def glue_rerun(prefix: str, notebook: str, values: dict) -> None:
+    """Glue `<prefix>_rerun`: a Markdown code block with the command (`rerun_command`), pasted by each page's
+    re-run box ({glue:md} with format myst); and `<prefix>_rerun_command`, the command as plain text."""
+    from IPython.display import Markdown
+
+    command = rerun_command(notebook, values)
+    _glue(f"{prefix}_rerun", Markdown(f"```bash\n{command}\n```"))
+    _glue(f"{prefix}_rerun_command", command)

@@ -163,3 +163,18 @@ def test_a_claim_notebook_runs_on_an_image_folder_it_is_given(executed, tmp_path
     glued = executed("c2_invariance.ipynb", dataset=tree, n_train=0, n_test=60, n_anchor=30, epochs=2)
     assert VERDICT.match(glued["c2_verdict"]) and glued["c2_n_runs"] == "2"
     assert sum(r.get("dataset") == tree for r in list_runs() if r["kind"] == "run") == 2
+
+
+def test_the_rerun_box_gives_the_command_that_reproduces_the_page(executed):
+    """The page's re-run command, run as papermill would (every -p value as text), gives the same result."""
+    import shlex
+
+    first = executed("c2_invariance.ipynb", strengths="[0, 0.5]", n_views="3")
+    words = shlex.split(first["c2_rerun_command"].replace("\\\n", " "))
+    assert words[:3] == ["papermill", "book/c2_invariance.ipynb", "c2_invariance.out.ipynb"]
+    params = dict(zip(words[4::3], words[5::3]))
+    assert set(words[3::3]) == {"-p"} and params["strengths"] == "[0.0, 0.5]" and params["n_views"] == "3"
+    assert params["preset"] == "smoke" and set(params) == set(papermill.inspect_notebook(str(BOOK / "c2_invariance.ipynb")))
+    again = executed("c2_invariance.ipynb", **params)
+    for key in ("c2_ci", "c2_verdict", "c2_n_runs", "c2_fixed_ci"):
+        assert again[key] == first[key], key
