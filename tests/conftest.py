@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -53,3 +55,41 @@ def isolated_store(tmp_path, monkeypatch):
     """A fresh, empty run store for one test."""
     monkeypatch.setenv("SSLGEO_RUNS", str(tmp_path / "runs"))
     return tmp_path / "runs"
+
+
+# --- the book, built once per test session with the smoke preset (test_book, test_browser) ---------------------
+
+@pytest.fixture(scope="session")
+def book_config(tmp_path_factory):
+    """The book's _config.yml with notebook execution cached in a temporary folder."""
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    folder = tmp_path_factory.mktemp("config")
+    cfg["execute"] |= {"execute_notebooks": "cache", "cache": str(folder / "jupyter_cache")}
+    # paths the book's own config gives relative to the book root, made absolute for a config read from elsewhere
+    cfg["bibtex_bibfiles"] = [str(ROOT / f) for f in cfg["bibtex_bibfiles"]]
+    cfg["sphinx"]["config"]["html_static_path"] = [str(ROOT / f) for f in cfg["sphinx"]["config"]["html_static_path"]]
+    (folder / "_config.yml").write_text(yaml.safe_dump(cfg))
+    return folder / "_config.yml"
+
+
+def _build_book(out: Path, config: Path, *options: str) -> Path:
+    env = {**os.environ, "SSLGEO_PRESET": "smoke"}
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "-W", "-n", "--keep-going",
+           "--path-output", str(out), "--config", str(config), *options]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return out / "_build" / "html" / "book"
+
+
+@pytest.fixture(scope="session")
+def html(cifar, book_config, tmp_path_factory):
+    return _build_book(tmp_path_factory.mktemp("book"), book_config)
+
+
+@pytest.fixture(scope="session")
+def core_html(html, book_config, tmp_path_factory):
+    return _build_book(tmp_path_factory.mktemp("core"), book_config, "--toc", str(ROOT / "_toc_core.yml"))
+
+

@@ -1,48 +1,8 @@
 """The whole book and the core edition (_toc_core.yml), built with the smoke preset and -W (any warning or failing
 notebook fails the build). Both builds share one jupyter-cache, so the core build re-executes nothing."""
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def config(tmp_path_factory):
-    """The book's _config.yml with notebook execution cached in a temporary folder."""
-    import yaml
-
-    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
-    folder = tmp_path_factory.mktemp("config")
-    cfg["execute"] |= {"execute_notebooks": "cache", "cache": str(folder / "jupyter_cache")}
-    # paths the book's own config gives relative to the book root, made absolute for a config read from elsewhere
-    cfg["bibtex_bibfiles"] = [str(ROOT / f) for f in cfg["bibtex_bibfiles"]]
-    cfg["sphinx"]["config"]["html_static_path"] = [str(ROOT / f) for f in cfg["sphinx"]["config"]["html_static_path"]]
-    (folder / "_config.yml").write_text(yaml.safe_dump(cfg))
-    return folder / "_config.yml"
-
-
-def _build(out: Path, config: Path, *options: str) -> Path:
-    env = {**os.environ, "SSLGEO_PRESET": "smoke"}
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "-W", "-n", "--keep-going",
-           "--path-output", str(out), "--config", str(config), *options]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    return out / "_build" / "html" / "book"
-
-
-@pytest.fixture(scope="module")
-def html(cifar, config, tmp_path_factory):
-    return _build(tmp_path_factory.mktemp("book"), config)
-
-
-@pytest.fixture(scope="module")
-def core_html(html, config, tmp_path_factory):
-    return _build(tmp_path_factory.mktemp("core"), config, "--toc", str(ROOT / "_toc_core.yml"))
 
 
 CORE_CLAIMS = ("C1", "C2", "C3", "C4", "C5", "C7")
