@@ -131,3 +131,35 @@ def test_the_linear_probe_is_unmoved_by_rounding_level_changes_of_its_features()
         moved = linear_probe(jitter(x), y, jitter(q), qy, seed=0)
         assert moved["C"] == base["C"] and moved["accuracy"] == base["accuracy"]
         assert moved["grad"] <= 1e-6
+
+
+def test_parameter_retention_equals_one_fit_per_parameter():
+    """The joint ridge fit (one decomposition, alpha per parameter) and the Newton logistic fit give what a
+    separate fit per parameter gives: the same R^2 to rounding, the same held-out accuracy."""
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.model_selection import GroupShuffleSplit
+    from sklearn.metrics import r2_score
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    n, k, dim = 200, 4, 12
+    params = {"area": rng.uniform(0.1, 1, (n, k)), "hue": rng.uniform(-0.1, 0.1, (n, k)),
+              "flip": rng.integers(0, 2, (n, k)).astype(float), "grayscale": rng.integers(0, 2, (n, k)).astype(float)}
+    clean = rng.standard_normal((n, dim))
+    code = np.stack([params["area"], 0.3 * params["hue"] / 0.1, params["flip"]], -1)
+    views = clean[:, None, :] + code @ rng.standard_normal((3, dim)) + rng.standard_normal((n, k, dim))
+    out = parameter_retention(clean, views, params, seed=5)
+    diff = (views - clean[:, None, :]).reshape(n * k, -1)
+    tr, te = next(GroupShuffleSplit(1, test_size=0.3, random_state=5).split(diff, groups=np.repeat(np.arange(n), k)))
+    sc = StandardScaler().fit(diff[tr])
+    a, b = sc.transform(diff[tr]), sc.transform(diff[te])
+    for name in ("area", "hue"):
+        y = params[name].reshape(-1)
+        pred = RidgeCV(alphas=np.logspace(-2, 4, 7)).fit(a, y[tr]).predict(b)
+        assert out[name] == pytest.approx(r2_score(y[te], pred), abs=1e-9)
+    for name in ("flip", "grayscale"):
+        y = params[name].reshape(-1)
+        ref = LogisticRegression(tol=1e-10, max_iter=10_000).fit(a, y[tr]).score(b, y[te])
+        assert out[name] == ref
+    assert list(out) == list(params)
+    assert 0.6 < out["flip"] and out["grayscale"] < 0.65 and out["area"] > 0.3
