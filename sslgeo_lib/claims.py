@@ -6,6 +6,8 @@ sentence from a result; nothing here types a number or a verdict.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -261,13 +263,15 @@ def across_groups(results: dict[str, ClaimResult], claim: str, what: str) -> Cla
     text = "; ".join(f"{o} for {', '.join(by_outcome[o])}" for o in order if o in by_outcome)
     verdict = stats.combine_outcomes([results[g].verdict for g in groups])
     return ClaimResult(claim, f"{what} (weakest: {name}{at})", weakest.estimate, weakest.low, weakest.high,
-                       verdict, min(r.n_seeds for r in results.values()), weakest.delta, text, weakest.covers)
+                       verdict, min(r.n_seeds for r in results.values()), weakest.delta, text, weakest.covers,
+                       direction=direction)
 
 
-def forest_rows(entries) -> pd.DataFrame:
-    """The rows of plots.forest_plot from (claim, label, ClaimResult, predicted direction) entries: one per claim,
-    its headline interval, verdict, delta and (for claims over s) each strength's interval."""
-    return pd.DataFrame([{"claim": claim, "label": label, "verdict": r.verdict, "delta": r.delta,
-                          "direction": direction, "estimate": r.estimate, "low": r.low, "high": r.high,
+def forest_rows(results) -> pd.DataFrame:
+    """The rows of plots.forest_plot from ClaimResults (each claim's primary): one per claim, its statistic, headline
+    interval, verdict, delta, predicted direction and (for claims over s) each strength's interval."""
+    return pd.DataFrame([{"claim": r.claim, "label": re.sub(r" \(weakest [^)]*\)$", "", r.statistic),
+                          "verdict": r.verdict, "delta": r.delta, "direction": r.direction, "estimate": r.estimate,
+                          "low": r.low, "high": r.high,
                           "per_strength": r.table if r.table is not None and len(r.table) else None}
-                         for claim, label, r, direction in entries])
+                         for r in results])

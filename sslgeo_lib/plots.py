@@ -230,19 +230,39 @@ VERDICT_COLORS = {"supported": "#1b9e77", "contradicted": "#d95f02", "negligible
                   "inconclusive": "#7570b3"}
 
 
+FOREST_COLUMNS = ("claim", "label", "verdict", "delta", "direction", "estimate", "low", "high", "per_strength")
+
+
+def _check_forest_rows(rows: pd.DataFrame) -> None:
+    missing = [c for c in FOREST_COLUMNS if c not in rows.columns]
+    if missing:
+        raise ValueError(f"forest_plot rows have missing columns {missing}; expected {list(FOREST_COLUMNS)} "
+                         "(claims.forest_rows makes them)")
+    if len(rows) == 0:
+        raise ValueError("forest_plot got no claims to plot")
+    for r in rows.itertuples():
+        if not (np.isfinite(r.delta) and r.delta > 0):
+            raise ValueError(f"{r.claim}: delta must be a positive number (the negligible band), got {r.delta}")
+        if r.direction not in (-1, 1):
+            raise ValueError(f"{r.claim}: direction must be +1 or -1 (the predicted sign), got {r.direction}")
+        if r.verdict not in VERDICT_COLORS:
+            raise ValueError(f"{r.claim}: unknown verdict {r.verdict!r}; expected one of {sorted(VERDICT_COLORS)}")
+
+
 def forest_plot(rows: pd.DataFrame, height_per_row: float = 0.42):
     """Every claim's primary statistic on one axis, in units of its smallest effect of interest delta and signed so
     that the predicted direction is to the right: the headline interval (bold, coloured by the claim's verdict),
     each strength's interval behind it (faint), and the negligible band (-1, 1) of rule v2 shaded.
     rows: one per claim with columns claim, label, verdict, delta, direction, estimate, low, high, and `per_strength`
     (a DataFrame with mean, low, high, or None)."""
+    _check_forest_rows(rows)
     fig, ax = plt.subplots(figsize=(8.5, 0.9 + height_per_row * len(rows)))
     ax.axvspan(-1, 1, color="0.9", zorder=0, label="negligible band (|effect| < delta)")
     ax.axvline(0, color="0.4", lw=0.8)
     for i, r in enumerate(rows.itertuples()):
         y = len(rows) - 1 - i
         scale = r.direction / r.delta
-        color = VERDICT_COLORS.get(r.verdict, "0.3")
+        color = VERDICT_COLORS[r.verdict]
         if r.per_strength is not None and len(r.per_strength) > 1:
             for k, s in enumerate(r.per_strength.itertuples()):
                 lo, hi = sorted((s.low * scale, s.high * scale))

@@ -151,6 +151,7 @@ class ClaimResult:
     text: str            # the verdict in words, e.g. "supported for s >= 0.5; negligible at 0.25"
     covers: str          # what the interval covers
     table: pd.DataFrame | None = field(default=None, compare=False, repr=False)
+    direction: int = +1  # the predicted sign of the statistic
 
     def ci_text(self, digits: int = 3) -> str:
         """'0.056 [0.025, 0.088]', or '0.056 (no CI: 1 seed)' without an interval."""
@@ -226,7 +227,7 @@ def per_strength_claim(claim: str, statistic: str, df: pd.DataFrame, value: str,
     table = per_strength_table(df, value, direction, delta, null, family=family)
     if len(table) == 0:
         return ClaimResult(claim, statistic, float("nan"), float("nan"), float("nan"), INCONCLUSIVE, 0, delta,
-                           "inconclusive: no strength s > 0 ran", "no interval", table)
+                           "inconclusive: no strength s > 0 ran", "no interval", table, direction)
     margin = (table["low"] - null) if direction > 0 else (null - table["high"])
     if margin.isna().all():
         margin = direction * (table["mean"] - null)
@@ -239,7 +240,7 @@ def per_strength_claim(claim: str, statistic: str, df: pd.DataFrame, value: str,
     outcomes = table["outcome"].tolist()
     return ClaimResult(claim, f"{statistic} (weakest s = {row['strength']:g})", float(row["mean"]), float(row["low"]),
                        float(row["high"]), combine_outcomes(outcomes), lo_n, delta,
-                       _ranges_text(table["strength"], outcomes), covers, table)
+                       _ranges_text(table["strength"], outcomes), covers, table, direction)
 
 
 def trend_claim(claim: str, statistic: str, df: pd.DataFrame, value: str, direction: int, delta: float, *,
@@ -259,7 +260,7 @@ def trend_claim(claim: str, statistic: str, df: pd.DataFrame, value: str, direct
     covers = (f"{_pct(LEVEL)} t-interval of the OLS slope over {len(d)} runs ({len(s)} strengths x {_seeds(n_seeds)}, "
               f"{len(d) - 2} degrees of freedom; {COVERS})")
     return ClaimResult(claim, f"slope of {statistic} over s", slope, lo, hi, verdict, n_seeds, band,
-                       f"{verdict} for the trend{span}", covers)
+                       f"{verdict} for the trend{span}", covers, direction=direction)
 
 
 def single_claim(claim: str, statistic: str, values, direction: int, delta: float, null: float = 0.0) -> ClaimResult:
@@ -268,7 +269,7 @@ def single_claim(claim: str, statistic: str, values, direction: int, delta: floa
     n = int(np.isfinite(np.asarray(values, float)).sum())
     verdict = outcome(lo, hi, direction, delta, null)
     return ClaimResult(claim, statistic, m, lo, hi, verdict, n, delta, verdict,
-                       f"{_pct(LEVEL)} t-interval over {_seeds(n)} ({COVERS})")
+                       f"{_pct(LEVEL)} t-interval over {_seeds(n)} ({COVERS})", direction=direction)
 
 
 def _noncentrality(dof: int, crit: float, power: float) -> float:

@@ -230,15 +230,32 @@ def test_the_forest_plot_puts_each_claim_in_delta_units_with_the_prediction_to_t
 
     df = _groups_table({"up": 0.3, "down": -0.3, "flat": 0.0005})
     v = claims.group_verdicts(df, "method")
-    rows = claims.forest_rows([("C2", "I(z) - I(h)", v["up"]["C2"], +1), ("C3", "log ratio", v["up"]["C3"], -1),
-                               ("C5", "retention gap", v["flat"]["C5"], +1)])
+    rows = claims.forest_rows([v["up"]["C2"], v["up"]["C3"], v["flat"]["C5"]])
     assert rows["verdict"].tolist() == [SUPPORTED, CONTRADICTED, NEGLIGIBLE]
+    assert rows["direction"].tolist() == [+1, -1, +1]  # each claim's predicted sign, from claims.PRIMARY
     fig = plots.forest_plot(rows)
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["C5: retention gap", "C3: log ratio", "C2: I(z) - I(h)"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "C5: retention(h) - retention(z) (flat)", "C3: log(erank(z) / erank(h)) (up)", "C2: I(z) - I(h) (up)"]
     diamonds = {round(float(l.get_ydata()[0])): float(l.get_xdata()[0]) for l in ax.lines if l.get_marker() == "D"}
     # C2 up 0.3 with delta 0.02: +15 deltas; C3 up 0.3 against a predicted fall (delta log 1.1): left of 0
     assert diamonds[2] == pytest.approx(0.3 / 0.02, rel=0.01) and diamonds[1] == pytest.approx(-0.3 / np.log(1.1), rel=0.01)
     assert abs(diamonds[0]) < 1  # inside the negligible band
     colours = {round(float(l.get_ydata()[0])): l.get_color() for l in ax.lines if l.get_marker() == "D"}
     assert colours[2] == plots.VERDICT_COLORS[SUPPORTED] and colours[1] == plots.VERDICT_COLORS[CONTRADICTED]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r.drop(columns="delta"), "missing columns.*delta"),
+    (lambda r: r.assign(delta=0.0), "delta must be a positive number"),
+    (lambda r: r.assign(direction=0), "direction must be"),
+    (lambda r: r.assign(verdict="maybe"), "unknown verdict 'maybe'"),
+    (lambda r: r.iloc[:0], "no claims"),
+])
+def test_the_forest_plot_rejects_bad_rows(change, message):
+    from sslgeo_lib import plots
+
+    v = claims.group_verdicts(_groups_table({"up": 0.3, "down": -0.3, "flat": 0.0005}), "method")
+    rows = claims.forest_rows([v["up"]["C2"]])
+    with pytest.raises(ValueError, match=message):
+        plots.forest_plot(change(rows))
