@@ -220,7 +220,8 @@ def progress_plot(df: pd.DataFrame, statistics: dict[str, str], height: float = 
         ax.axhline(0, color="0.6", lw=0.8)
         ax.set_xlabel("% of training done")
         ax.set_title(label, fontsize=10)
-    axes.flat[-1].legend(frameon=False, title="training strength", fontsize=8)
+    axes.flat[-1].legend(frameon=False, title="training strength", fontsize=8, loc="upper left",
+                         bbox_to_anchor=(1.02, 1))  # outside the panel: the lines span its whole height
     fig.suptitle("Each effect as training goes on")
     fig.tight_layout()
     return fig
