@@ -17,8 +17,8 @@ endif
 # the version stamp makes a new version replace the old file
 MATHJAX_VERSION := 3.2.2
 MATHJAX_SHA256 := a4354ff94fd868aea0cc6eaaa79a57fda0588646fc46ee3700a349ee0a11cbe6
-MATHJAX := _static/mathjax/tex-svg-full.js
-MATHJAX_STAMP := _static/mathjax/.version-$(MATHJAX_VERSION)
+MATHJAX := _vendor/mathjax/tex-svg-full.js
+MATHJAX_STAMP := _vendor/mathjax/.version-$(MATHJAX_VERSION)
 
 static: $(MATHJAX_STAMP)
 

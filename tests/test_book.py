@@ -16,8 +16,10 @@ def _rows_have_verdicts(table: str, claims):
 
 
 def _has_forest_plot(page: str):
-    figure = re.search(r"<figure[^>]*id=\"fig-forest\".*?</figure>", page, re.S)
-    assert figure and re.search(r"<img [^>]*src=\"[^\"]+\.png\"", figure.group(0)), "no forest plot"
+    box = re.search(r"<div class=\"forest-plot[^\"]*\">(.*?)</div>", page, re.S)
+    image = box and re.search(r"<img [^>]*src=\"([^\"]+\.png)\"", box.group(1))
+    assert image, "no forest plot"
+    return image.group(1)
 
 
 def test_intro_has_the_claims_table_with_computed_verdicts(html):
@@ -35,12 +37,16 @@ def test_intro_has_the_claims_table_with_computed_verdicts(html):
     _rows_have_verdicts(shape[shape.index("<table"):shape.index("</table>")], ("C6",))
 
 
-def test_the_core_edition_has_the_core_claims_and_no_other_page(core_html):
+def test_the_core_edition_has_the_core_claims_and_no_other_page(html, core_html):
     page = (core_html / "intro_core.html").read_text()
     table = page[page.index("<table"):page.index("</table>")]
     _rows_have_verdicts(table, CORE_CLAIMS)
     assert ">C6<" not in page and "b4_progress" not in page and "The core edition" in page
-    _has_forest_plot(page)
+    core_forest = _has_forest_plot(page)
+    assert (core_html / core_forest).is_file()
+    full_forest = _has_forest_plot((html / "intro.html").read_text())
+    assert (html / full_forest).is_file()
+    assert (core_html / core_forest).read_bytes() != (html / full_forest).read_bytes()  # no C6 in the core one
     built = {p.stem for p in core_html.glob("*.html")} - {"genindex", "search"}
     assert built == {"intro_core", "methods", "c1_transfer", "c2_invariance", "c3_dimension", "c4_tangent",
                      "c5_information", "c7_theory", "summary", "references"}, built
@@ -153,7 +159,8 @@ def test_a_missing_reference_key_fails_the_build(tmp_path):
     (tmp_path / "_config.yml").write_text(f"title: t\nbibtex_bibfiles: ['{root / 'references.bib'}']\n"
                                           "execute:\n  execute_notebooks: 'off'\n")
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: index\n")
-    (tmp_path / "index.md").write_text("# t\n\nKnown {cite:p}`chen2020simclr`, unknown {cite:p}`no_such_key2099`.\n")
+    (tmp_path / "index.md").write_text("# t\n\nKnown {cite:p}`chen2020simclr`, unknown {cite:p}`no_such_key2099`.\n\n"
+                                       "```{bibliography}\n```\n")
     build = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(tmp_path), "-W", "-n"]
     out = subprocess.run(build, capture_output=True, text=True, timeout=300)
     assert out.returncode != 0 and "no_such_key2099" in out.stdout + out.stderr, out.stdout[-2000:]
@@ -163,12 +170,29 @@ def test_a_missing_reference_key_fails_the_build(tmp_path):
 
 
 def test_every_notebook_page_has_its_rerun_command_and_a_download(html):
+    import html as html_text
     from pathlib import Path
 
     book = Path(__file__).resolve().parents[1] / "book"
     for nb in sorted(book.glob("*.ipynb")):
         page = (html / f"{nb.stem}.html").read_text()
-        assert re.search(rf"papermill\s+book/{nb.stem}\.ipynb\s+{nb.stem}\.out\.ipynb", page), nb.stem
-        assert re.search(r"-p\s+preset\s+smoke", page), nb.stem
+        text = html_text.unescape(re.sub(r"<[^>]+>", "", page))  # the command is highlighted token by token
+        assert re.search(rf"papermill\s+book/{nb.stem}\.ipynb\s+{nb.stem}\.out\.ipynb", text), nb.stem
+        assert re.search(r"-p\s+preset\s+smoke", text), nb.stem
         link = re.search(rf'<a class="reference download internal"[^>]*href="([^"]*/{nb.stem}\.ipynb)"', page)
         assert link and (html / link.group(1)).is_file(), nb.stem
+
+
+def test_repeated_scripts_are_dropped_once_each():
+    """The book's Sphinx extension keeps the first of scripts that are the same file or the same inline body
+    (an inline script registered once with filename None and once with "" is the same script)."""
+    from types import SimpleNamespace as JS
+
+    from sslgeo_lib.sphinx_ext import drop_repeated_scripts
+
+    a, b = JS(filename=None, attributes={"body": "const X = 1"}), JS(filename="", attributes={"body": "const X = 1"})
+    c, d = JS(filename="", attributes={"body": "const Y = 2"}), JS(filename="_static/m.js", attributes={"defer": "defer"})
+    e, f = JS(filename="_static/m.js", attributes={"defer": "defer"}), JS(filename="_static/m.js", attributes={})
+    context = {"script_files": [a, b, c, d, e, f]}
+    drop_repeated_scripts(None, "page", "page.html", context, None)
+    assert context["script_files"] == [a, c, d, f]
