@@ -95,13 +95,10 @@ def visit(driver, page: Path, settle: float = 20.0) -> PageReport:
         if not settled:
             time.sleep(0.2)
     time.sleep(0.3)  # late console messages
-    seen = driver.execute_script(_REPORT)
+    seen = driver.execute_script(_REPORT)  # every other PageReport field, by name
+    seen["images"] = [tuple(x) for x in seen["images"]]
     return PageReport(url=page.name, title=driver.title, settled=settled,
-                      errors=[e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"],
-                      images=[tuple(x) for x in seen["images"]], math=seen["math"], typeset=seen["typeset"],
-                      math_errors=seen["math_errors"], mathjax=seen["mathjax"], sources=seen["sources"],
-                      resources=seen["resources"],
-                      links=seen["links"])
+                      errors=[e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"], **seen)
 
 
 def problems(report: PageReport) -> list[str]:
@@ -157,7 +154,8 @@ def main(argv: list[str]) -> int:
         print(usage, file=sys.stderr)
         return 2
     html = Path(argv[1])
-    if not pages(html):
+    built = pages(html)
+    if not built:
         print(f"no built HTML pages in {html} (build the book first: make book)", file=sys.stderr)
         return 2
     if argv[0] == "shots":
@@ -168,7 +166,7 @@ def main(argv: list[str]) -> int:
     for page, issues in found.items():
         for issue in issues:
             print(f"{page}: {issue}")
-    print(f"{len(pages(html))} pages checked, {len(found)} with problems", file=sys.stderr)
+    print(f"{len(built)} pages checked, {len(found)} with problems", file=sys.stderr)
     return 1 if found else 0
 
 

@@ -17,8 +17,10 @@ def drop_repeated_scripts(app, pagename, templatename, context, doctree) -> None
     scripts = context.get("script_files")
     if not isinstance(scripts, list):
         return
-    seen: set[tuple] = set()
-    context["script_files"] = [js for js in scripts if not (_script_key(js) in seen or seen.add(_script_key(js)))]
+    kept: dict[tuple, object] = {}
+    for js in scripts:
+        kept.setdefault(_script_key(js), js)
+    context["script_files"] = list(kept.values())
 
 
 def setup(app):
