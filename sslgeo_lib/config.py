@@ -36,7 +36,7 @@ class RunConfig:
     method: str = "simclr"         # SSL objective: simclr (NT-Xent) | vicreg | barlow_twins | byol (B1)
     strength: float = 0.5          # augmentation strength s (0 = identity; 0.5 = SimCLR's CIFAR setting)
     augment_family: str = "all"    # which augmentations s scales: all | crop | color | flip (the others off; B2)
-    epochs: int = 20               # passes over the training subset (cpu preset: calibrated in the README)
+    epochs: int = 12               # passes over the training subset (cpu preset: calibrated in the README)
     batch_size: int = 256          # source images per step (two views each)
     lr: float = 0.06               # base SGD learning rate at batch 256, scaled linearly with batch size
     weight_decay: float = 5e-4     # SGD weight decay (common SimCLR-on-CIFAR value)
@@ -44,7 +44,7 @@ class RunConfig:
     ema: float = 0.99              # BYOL's base target decay tau_0, cosine-raised to 1 (Grill et al. 2020; byol only)
     seed: int = 0                  # model initialisation, batch order and augmentation draws
     precision: str = "auto"        # auto (bf16 where the hardware has it) | bf16 | fp32
-    monitor_every: int = 5         # epochs between kNN-accuracy checkpoints in the training curve (0 = end only)
+    monitor_every: int = 4         # epochs between kNN-accuracy checkpoints in the training curve (0 = end only)
 
     def __post_init__(self):
         _check_types(self)
