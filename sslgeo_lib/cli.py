@@ -5,12 +5,15 @@ import argparse
 import pickle
 import sys
 
+from sslgeo_lib.executor import EXECUTORS, SweepError, resolve_executor
 from sslgeo_lib.presets import PRESETS, make_preset
 
 
 def _train(args) -> None:
     from sslgeo_lib.sweep import sweep
 
+    if args.address and resolve_executor(args.executor) != "ray":
+        raise ValueError("--address names a Ray cluster: use it with --executor ray (or SSLGEO_EXECUTOR=ray)")
     p = make_preset(args.preset, strengths=args.strengths, seeds=args.seeds, epochs=args.epochs,
                     allow_large_sweep=args.allow_large_sweep)
     configs = p.configs() if args.main_only else p.all_configs()
@@ -19,7 +22,7 @@ def _train(args) -> None:
         f"families")
     print(f"preset {p.name}: {len(configs)} runs (strengths {list(p.strengths)} x seeds {list(p.seeds)}{extra})",
           file=sys.stderr)
-    for run in sweep(p, progress=not args.quiet, configs=configs):
+    for run in sweep(p, progress=not args.quiet, configs=configs, executor=args.executor, address=args.address):
         m = run.metrics
         print(f"{run.id}  s={run.config.strength:<5g} seed={run.config.seed}  depth={run.config.projector_depth} "
               f"width={run.config.projector_width}  {run.config.method} {run.config.augment_family}  "
@@ -66,6 +69,11 @@ def main(argv=None) -> None:
     t.add_argument("--main-only", action="store_true",
                    help="only the strength x seed sweep the core chapters need "
                         "(no C6 projector shapes, B1 objectives or B2 augmentation families)")
+    t.add_argument("--executor", choices=EXECUTORS, default=None,
+                   help="where missing runs train: local (here, one after another) or ray (one Ray task per run); "
+                        "default: $SSLGEO_EXECUTOR, else local")
+    t.add_argument("--address", help="the Ray cluster to use with --executor ray (default: $RAY_ADDRESS, else "
+                                     "Ray is started on this machine), e.g. auto or 10.0.0.1:6379")
     t.add_argument("--allow-large-sweep", action="store_true",
                    help="train a sweep larger than presets.MAX_SWEEP_RUNS runs")
     t.set_defaults(func=_train)
@@ -83,7 +91,8 @@ def main(argv=None) -> None:
         args.func(args)
     except KeyError as exc:
         parser.exit(2, f"sslgeo: error: {exc.args[0] if exc.args else exc}\n")
-    except (ValueError, TypeError, OSError, pickle.UnpicklingError) as exc:  # bad input, unusable store or data
+    except (ValueError, TypeError, OSError, pickle.UnpicklingError, SweepError) as exc:  # bad input, unusable
+        # store or data, runs that failed on every attempt
         parser.exit(2, f"sslgeo: error: {exc}\n")
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -13,8 +14,24 @@ from sslgeo_lib.store import (Run, StoreError, is_run, check_entry, check_store,
                               start_entry, write_entry)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What `train_or_load` did for one run: `action` is "stored" (it was complete), "trained", "resumed" (from
+    the checkpoint of an interrupted attempt, after `from_epoch` epochs) or "loaded" (another process trained it
+    while this one waited for its lock)."""
+
+    run: Run
+    action: str
+    from_epoch: int = 0
+
+
 def get_or_train(cfg: RunConfig, progress: bool = True, device=None) -> Run:
-    """The stored run for `cfg`; trains it (resuming from a checkpoint if one exists) when absent.
+    """The stored run for `cfg`; trains it (resuming from a checkpoint if one exists) when absent."""
+    return train_or_load(cfg, progress, device).run
+
+
+def train_or_load(cfg: RunConfig, progress: bool = True, device=None) -> Outcome:
+    """The stored run for `cfg`, and how it came to be (see `Outcome`); trains it when absent.
 
     A complete entry is read without any lock (a read-only store works). Otherwise the run's lock is taken
     (waiting, with a message, while another process trains it), the entry is checked again (that process may
@@ -23,7 +40,7 @@ def get_or_train(cfg: RunConfig, progress: bool = True, device=None) -> Run:
     """
     path = entry_path(cfg, device)
     if check_entry(path, cfg) is None:
-        return read_entry(path, cfg)
+        return Outcome(read_entry(path, cfg), "stored")
     check_store(cfg)
     check_fits(cfg)
     waiting = lambda: warnings.warn(f"run {path.name} is being trained by another process; waiting for it",  # noqa: E731
@@ -32,7 +49,7 @@ def get_or_train(cfg: RunConfig, progress: bool = True, device=None) -> Run:
         return _train_entry(path, cfg, progress, device)
 
 
-def _train_entry(path, cfg: RunConfig, progress: bool, device) -> Run:
+def _train_entry(path, cfg: RunConfig, progress: bool, device) -> Outcome:
     """Under the run's lock: load it if another process finished it meanwhile, else (re)train and write it."""
     from sslgeo_lib.monitor import monitor_for
     from sslgeo_lib.provenance import provenance
@@ -40,19 +57,32 @@ def _train_entry(path, cfg: RunConfig, progress: bool, device) -> Run:
 
     problem = check_entry(path, cfg)
     if problem is None:
-        return read_entry(path, cfg)
+        return Outcome(read_entry(path, cfg), "loaded")
     if problem.startswith("unreadable"):
         raise StoreError(f"run {path.name} is {problem}: fix its permissions or remove it")
+    from_epoch = 0
     if path.is_dir() and not path.is_symlink() and (path / "checkpoint.pt").is_file():
         warnings.warn(f"run {path.name} is {problem}; resuming from its last checkpoint", stacklevel=3)
+        from_epoch = checkpoint_epoch(path / "checkpoint.pt")
     elif path.exists() or path.is_symlink():
         warnings.warn(f"run {path.name} is {problem}; retraining it", stacklevel=3)
         if path.is_dir() and not path.is_symlink() and is_run(path):
             shutil.rmtree(path)
     start_entry(path, cfg)
     result = train(cfg, path, progress=progress, device=device, monitor=monitor_for(cfg))
-    return write_entry(path, cfg, result.model, result.metrics,
-                       provenance(result.device, result.dtype, result.channels_last, result.threads, cfg.dataset))
+    run = write_entry(path, cfg, result.model, result.metrics,
+                      provenance(result.device, result.dtype, result.channels_last, result.threads, cfg.dataset))
+    return Outcome(run, "resumed" if from_epoch else "trained", from_epoch)
+
+
+def checkpoint_epoch(path) -> int:
+    """The epochs a checkpoint has completed (0 when it cannot be read: training then starts afresh)."""
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is retrained, exactly as the training loop does
+        return 0
 
 
 def check_fits(cfg: RunConfig) -> None:
@@ -65,19 +95,28 @@ def check_fits(cfg: RunConfig) -> None:
                          f"(use n_train <= {n:,}, or 0 for all of them)")
 
 
-def sweep(preset: Preset, progress: bool = True, configs: list[RunConfig] | None = None) -> list[Run]:
+def sweep(preset: Preset, progress: bool = True, configs: list[RunConfig] | None = None,
+          executor: str | None = None, address: str | None = None) -> list[Run]:
     """Every run of the preset's sweep (strengths outer, seeds inner; or of `configs`, e.g. the preset's
     `shape_configs()`), training only those not yet stored.
+    `executor` ("local" or "ray"; None: $SSLGEO_EXECUTOR, else local) says where missing runs train, and
+    `address` which Ray cluster (see `executor.train_on_ray`).
     Before any run trains: the store is checked (when a run is missing) and the evaluation sizes against the data,
     so a bad store or n_test fails now, not after training."""
     from sslgeo_lib.data import load_dataset
+    from sslgeo_lib.executor import resolve_executor, train_on_ray
 
+    executor = resolve_executor(executor)
     configs = preset.configs() if configs is None else list(dict.fromkeys(configs))  # each run once
     missing = [c for c in configs if check_entry(entry_path(c), c) is not None]
     if missing:
         check_store(missing[0])
     data = load_dataset(preset.base.dataset)
     preset.eval.anchor_size(len(data.y_test)), preset.eval.id_size(len(data.y_test))
+    if executor == "ray" and missing:
+        # the workers' entries (on a GPU cluster their numerics, hence their ids, may differ from this machine's)
+        trained = {c: read_entry(o.path, c) for c, o in train_on_ray(missing, address, progress).items()}
+        return [trained[c] if c in trained else get_or_train(c, progress=progress) for c in configs]
     return [get_or_train(cfg, progress=progress) for cfg in configs]
 
 

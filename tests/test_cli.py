@@ -27,6 +27,17 @@ def test_bad_arguments_exit_with_a_message(capsys):
     assert "unknown preset 'huge'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--executor", "dask"], "argument --executor: invalid choice: 'dask' (choose from 'local', 'ray')"),
+    (["--address", "10.0.0.1:6379"], "--address names a Ray cluster: use it with --executor ray"),
+])
+def test_bad_executor_arguments_exit_with_a_message(argv, message, capsys, monkeypatch):
+    monkeypatch.delenv("SSLGEO_EXECUTOR", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--preset", "smoke", *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_params_lists_a_notebooks_parameters():
     out = subprocess.run([sys.executable, "-m", "sslgeo_lib.cli", "params", str(ROOT / "book" / "c2_invariance.ipynb")],
                          capture_output=True, text=True, check=True).stdout

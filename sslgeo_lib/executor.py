@@ -1,0 +1,210 @@
+"""Where a sweep's missing runs train: here, one after another ("local", the default), or as Ray tasks on a
+cluster ("ray") that all write into one run store on a shared filesystem.
+
+The choice is `sweep(..., executor=...)`, `sslgeo train --executor`, or `$SSLGEO_EXECUTOR` (what notebooks read).
+The Ray executor connects to `address` (else Ray's own `$RAY_ADDRESS`, else it starts Ray on this machine) and
+submits one task per missing run: one GPU each when the cluster has GPUs, else `TRAINING_THREADS` CPUs. Each
+task runs `sweep.train_or_load`, so the store's per-run lock makes concurrent drivers safe (a run is trained
+once; the other task waits and loads it) and an interrupted run resumes from its checkpoint. A failed task is
+reported with its run id and resubmitted (up to `retries` times); it resumes from the checkpoint its attempt left.
+The workers must run the same sslgeo training code and see the same store, data and cache paths (sent to them as
+environment variables); a worker whose code differs is an error, never a silently different run.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sslgeo_lib.config import RunConfig
+
+EXECUTORS = ("local", "ray")
+TASK_NAME = "sslgeo_train"  # a Ray worker running a run is titled "ray::sslgeo_train"
+RETRIES = 2
+POLL_SECONDS = 2.0
+
+
+class SweepError(RuntimeError):
+    """Runs of a sweep failed on every attempt, or the cluster cannot train them as this driver would."""
+
+
+def resolve_executor(name: str | None = None) -> str:
+    """`name`, else $SSLGEO_EXECUTOR, else "local"; anything else is an error that lists the choices."""
+    value = name or os.environ.get("SSLGEO_EXECUTOR") or "local"
+    if value not in EXECUTORS:
+        source = "executor" if name else "SSLGEO_EXECUTOR"
+        raise ValueError(f"{source}={value!r} is unknown; accepted: {', '.join(EXECUTORS)}")
+    return value
+
+
+@dataclass(frozen=True)
+class RayOutcome:
+    """One run as the Ray executor saw it: the store entry's path, what the last attempt did (see
+    `sweep.Outcome`), the epoch it resumed from, how many attempts it took, and where and how fast it ran."""
+
+    path: Path
+    action: str
+    from_epoch: int
+    attempts: int
+    host: str
+    seconds: float
+
+
+def worker_env() -> dict[str, str]:
+    """What a worker needs to find the store, the data and the cache as this driver does: every SSLGEO_*
+    variable, with the three paths made absolute (a relative one means the driver's working directory)."""
+    from sslgeo_lib.data import cache_dir
+    from sslgeo_lib.fileio import env_path
+    from sslgeo_lib.store import runs_dir
+
+    env = {k: v for k, v in os.environ.items() if k.startswith("SSLGEO_") and k != "SSLGEO_EXECUTOR"}
+    env.update(SSLGEO_RUNS=str(runs_dir()), SSLGEO_CACHE=str(cache_dir()))
+    if os.environ.get("SSLGEO_DATA"):
+        env["SSLGEO_DATA"] = str(env_path("SSLGEO_DATA", Path()))
+    return env
+
+
+def _train_task(config: dict, code: str, board, key: int) -> dict:
+    """The body of one Ray task (runs on a worker): load or train the run, and say what happened."""
+    from sslgeo_lib.store import code_hash, entry_path
+    from sslgeo_lib.sweep import train_or_load
+
+    host = socket.gethostname()
+    if code_hash() != code:
+        raise SweepError(f"the sslgeo training code on {host} ({Path(__file__).parent}) differs from the "
+                         f"driver's: install the same version on every node")
+    cfg = RunConfig(**config)
+    board.start.remote(key, host, entry_path(cfg).name)
+    t0 = time.perf_counter()
+    out = train_or_load(cfg, progress=False)
+    return {"path": str(out.run.path), "action": out.action, "from_epoch": out.from_epoch,
+            "host": host, "seconds": time.perf_counter() - t0}
+
+
+def _label(cfg: RunConfig) -> str:
+    shape = f" depth={cfg.projector_depth} width={cfg.projector_width}" if cfg.projector_depth != 2 else ""
+    beyond = "".join(f" {v}" for v, d in ((cfg.method, "simclr"), (cfg.augment_family, "all")) if v != d)
+    return f"s={cfg.strength:g} seed={cfg.seed}{shape}{beyond}"
+
+
+def train_on_ray(configs: list[RunConfig], address: str | None = None, progress: bool = True,
+                 retries: int = RETRIES, gpus: float | None = None) -> dict[RunConfig, RayOutcome]:
+    """Train (or load) every run of `configs` as Ray tasks; return each run's outcome once all have ended.
+
+    `address`: a running cluster ("auto", "HOST:PORT" or "ray://HOST:PORT"); None uses $RAY_ADDRESS, and without
+    it starts Ray on this machine (stopped again at the end). `gpus`: GPUs per run (None: 1 when the cluster has
+    GPUs, else 0 and `TRAINING_THREADS` CPUs). A progress bar counts finished runs and shows which are training
+    and where; each run's end is a line with its id. A run that fails is reported and resubmitted up to
+    `retries` times; runs that still fail raise `SweepError` naming each, after every other run has ended.
+    """
+    import ray
+    from tqdm.auto import tqdm
+
+    from sslgeo_lib.store import code_hash
+    from sslgeo_lib.training.loop import TRAINING_THREADS
+
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
+    configs = list(dict.fromkeys(configs))
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=True)
+    try:
+        if gpus is None:
+            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        cpus = 1 if gpus else TRAINING_THREADS
+        board = ray.remote(_Board).options(num_cpus=0).remote()
+        task = ray.remote(_train_task).options(
+            name=TASK_NAME, num_cpus=cpus, num_gpus=gpus, max_retries=0,
+            runtime_env={"env_vars": worker_env()})
+        code = code_hash()
+        submit = lambda i: task.remote(configs[i].to_dict(), code, board, i)  # noqa: E731
+        pending = {submit(i): (i, 1) for i in range(len(configs))}
+        done: dict[RunConfig, RayOutcome] = {}
+        failed: dict[RunConfig, str] = {}
+        t_start = time.perf_counter()
+        say = lambda line: tqdm.write(line, file=sys.stderr)  # noqa: E731 - above the bar; also when it is off
+        bar = tqdm(total=len(configs), unit="run", desc=f"ray: {len(configs)} runs", disable=not progress,
+                   dynamic_ncols=True)
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+                for ref in ready:
+                    i, attempt = pending.pop(ref)
+                    cfg = configs[i]
+                    try:
+                        r = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        reason = _reason(exc)
+                        if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, SweepError):
+                            raise exc.cause from None  # a different code version: retrying cannot help
+                        _host, name = ray.get(board.status.remote()).get(i, ("", "(not started)"))
+                        if attempt <= retries:
+                            say(f"run {name} {_label(cfg)} failed on attempt {attempt} ({reason}); "
+                                      f"retrying from its checkpoint")
+                            pending[submit(i)] = (i, attempt + 1)
+                        else:
+                            failed[cfg] = f"run {name}: {reason}"
+                            say(f"run {name} {_label(cfg)} FAILED after {attempt} attempts: {reason}")
+                            bar.update()
+                        board.end.remote(i)
+                        continue
+                    board.end.remote(i)
+                    out = RayOutcome(Path(r["path"]), r["action"], r["from_epoch"], attempt, r["host"], r["seconds"])
+                    done[cfg] = out
+                    resumed = f" from epoch {out.from_epoch}" if out.action == "resumed" else ""
+                    say(f"run {out.path.name} {_label(cfg)}: {out.action}{resumed} on {out.host} "
+                              f"in {out.seconds / 60:.1f} min (attempt {attempt})")
+                    bar.update()
+                where = ray.get(board.status.remote())
+                bar.set_postfix_str(_status(where, [configs[i] for i, _ in pending.values()],
+                                            [i for i, _ in pending.values()], len(failed)), refresh=True)
+        except BaseException:
+            for ref in pending:  # an interrupted driver leaves nothing training on its behalf
+                ray.cancel(ref, force=True)
+            raise
+        finally:
+            bar.close()
+        if progress:
+            print(f"ray: {len(done)} of {len(configs)} runs in {(time.perf_counter() - t_start) / 60:.1f} min",
+                  flush=True)
+        if failed:
+            raise SweepError(f"{len(failed)} run(s) failed after {retries + 1} attempts: "
+                             + "; ".join(f"{_label(c)} ({why})" for c, why in failed.items()))
+        return {c: done[c] for c in configs}  # in the order given
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _reason(exc) -> str:
+    """The last line of a Ray error: the worker's exception, or why the worker died."""
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__
+
+
+def _status(where: dict[int, tuple[str, str]], waiting: list[RunConfig], keys: list[int], n_failed: int) -> str:
+    """"training 2 (host: s=1 seed=0, ...), queued 3, failed 0" from the board and the pending runs."""
+    training = [f"{where[k][0]}: {_label(c)}" for c, k in zip(waiting, keys) if k in where]
+    text = f"training {len(training)}" + (f" ({', '.join(training)})" if training else "")
+    return f"{text}, queued {len(waiting) - len(training)}, failed {n_failed}"
+
+
+class _Board:
+    """A Ray actor (made one by `ray.remote` in `train_on_ray`) that tasks tell where they train: the driver's
+    progress bar reads it."""
+
+    def __init__(self):
+        self.where: dict[int, tuple[str, str]] = {}
+
+    def start(self, key: int, host: str, run: str) -> None:
+        self.where[key] = (host, run)
+
+    def end(self, key: int) -> None:
+        self.where.pop(key, None)
+
+    def status(self) -> dict[int, tuple[str, str]]:
+        return dict(self.where)
