@@ -1,4 +1,5 @@
-"""The `sslgeo` command: train a preset's sweep, list and clean stored runs, show a notebook's parameters."""
+"""The `sslgeo` command: train a preset's sweep (here or on a Ray cluster), write its verdicts as JSON, list and clean
+stored runs, show a notebook's parameters."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,24 @@ def _train(args) -> None:
               f"width={run.config.projector_width}  {run.config.method} {run.config.augment_family}  "
               f"loss={m['loss'][-1]:.3f}  "
               f"knn={m['knn'][-1]:.3f}  {m['images_per_s']:,.0f} img/s  {m['train_seconds'] / 60:.1f} min")
+
+
+def _verdicts(args) -> None:
+    import json
+
+    from sslgeo_lib.fileio import write_json
+    from sslgeo_lib.summary import primary_results, verdict_record
+
+    p = make_preset(args.preset)
+    record = verdict_record(p, primary_results(p, shapes=not args.main_only))
+    if args.out:
+        write_json(args.out, record)
+        print(f"{len(record['claims'])} verdicts of preset {p.name} written to {args.out}", file=sys.stderr)
+    else:
+        print(json.dumps(record, indent=2, sort_keys=True))
+    for c in record["claims"]:
+        print(f"{c['claim']}: {c['verdict']:<13} {c['statistic']}: {c['estimate']} [{c['low']}, {c['high']}]; "
+              f"{c['text']}", file=sys.stderr)
 
 
 def _list(args) -> None:
@@ -77,6 +96,12 @@ def main(argv=None) -> None:
     t.add_argument("--allow-large-sweep", action="store_true",
                    help="train a sweep larger than presets.MAX_SWEEP_RUNS runs")
     t.set_defaults(func=_train)
+    v = sub.add_parser("verdicts", help="every claim's primary verdict for a preset, as JSON with its provenance "
+                                        "(trains the preset's missing main-sweep runs)")
+    v.add_argument("--preset", default="auto", help=f"auto | {' | '.join(PRESETS)} (default: auto)")
+    v.add_argument("--out", help="write the JSON to this file (default: standard output)")
+    v.add_argument("--main-only", action="store_true", help="leave out C6 even where its runs are stored")
+    v.set_defaults(func=_verdicts)
     sub.add_parser("list", help="list the stored runs and their status").set_defaults(func=_list)
     c = sub.add_parser("clean", help="remove stale (older code or data), partial and corrupt runs, and leftover "
                                      "temporary files; never anything that is not a run, nor a run being trained")

@@ -124,6 +124,9 @@ class EvalSettings:
     n_anchor: int = 200            # anchor points for Jacobians and tangent planes (C3 J-rank, C4); 0 = n_test
     eval_strength: float = 1.0     # the fixed s_eval shared by every run (C2's second row, C5): SimCLR's policy
     n_id: int = 1000               # points for the intrinsic-dimension estimators, equal for h and z (0 = n_test)
+    n_probe_train: int = 0         # clean training images the probes (C1, B4) and tangent planes (C4) use: drawn
+                                   # class-balanced from the training split by the run's seed (0 = the run's own
+                                   # training subset); bounds the probes' cost on the full training set
     tangent_k: int = 50            # clean training neighbours that define a local tangent plane (C4)
     tangent_d: int = 8             # the fixed tangent-plane dimension d (C4; the local lPCA d is reported too)
     small_strength: float = 0.25   # strength of the views that define the augmentation directions U_i (C4)
@@ -135,7 +138,7 @@ class EvalSettings:
 
     def __post_init__(self):
         _check_types(self)
-        for name in ("n_test", "n_anchor", "n_id"):
+        for name in ("n_test", "n_anchor", "n_id", "n_probe_train"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 = all), got {getattr(self, name)}")
         for name in ("n_views", "tangent_k", "tangent_d", "aug_dims", "knn_k"):

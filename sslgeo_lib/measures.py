@@ -78,7 +78,7 @@ def transfer_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
     ..., last = z), linear, knn, C (the probe's chosen inverse regularisation)."""
     def rows_of(run):
         seed = run.config.seed
-        train, test = clean_features(run, "train", 0), clean_features(run, "test", _sizes(run, ev)[0])
+        train, test = clean_features(run, "train", ev.n_probe_train), clean_features(run, "test", _sizes(run, ev)[0])
         rows = []
         for depth, layer in enumerate(layer_names(train)):
             lin = probes.linear_probe(train[layer], train["y"], test[layer], test["y"], ev.probe_c_grid,
@@ -216,7 +216,7 @@ def _geometric_mean(ratios) -> float:
 def _tangent_rows(run: Run, ev: EvalSettings) -> list[dict]:
     n_anchor = _sizes(run, ev)[1]
     clean = clean_features(run, "test", n_anchor)
-    anchors, bank = clean["h"], clean_features(run, "train", 0)["h"]
+    anchors, bank = clean["h"], clean_features(run, "train", ev.n_probe_train)["h"]
     views = view_features(run, n_anchor, ev.small_strength, ev.n_views)["h"]  # the same anchor images
     jac = geometry.jacobians(run.model().projector, anchors)
     jac_normalized = geometry.normalized_jacobians(jac, clean["z"])
@@ -317,7 +317,7 @@ def progress_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
     (epoch / epochs), and PROGRESS_STATISTICS."""
     def rows_of(run):
         n_test = _sizes(run, ev)[0]
-        train, test = clean_features(run, "train", 0), clean_features(run, "test", n_test)
+        train, test = clean_features(run, "train", ev.n_probe_train), clean_features(run, "test", n_test)
         views = view_features(run, n_test, run.config.strength, ev.n_views, family=run.config.augment_family)
         knn = {k: probes.knn_accuracy(train[k], train["y"], test[k], test["y"], ev.knn_k) for k in ("h", "z")}
         inv = {k: geometry.invariance(views[k])["invariance"] for k in ("h", "z")}

@@ -100,6 +100,12 @@ PRESETS = {
                     beyond=BeyondGrid(strengths=(1.0,))),
     # Meaningful verdicts on a 2-core CPU; sizes calibrated in the README and the methods chapter.
     "cpu": Preset("cpu", RunConfig(), strengths=(0.0, 0.25, 0.5, 1.0, 1.5), seeds=(0, 1, 2)),
+    # ResNet-18 on one GPU in minutes (the GPU check's --book): sized from the measured H200 training throughput
+    # (about 20,000 images/s, bf16) so that training and the core chapters take <= 8 minutes there.
+    "gpu-lite": Preset("gpu-lite", RunConfig(n_train=0, encoder="resnet18", epochs=5, batch_size=512, monitor_every=1),
+                       strengths=(0.25, 1.0), seeds=(0, 1, 2),
+                       eval=EvalSettings(n_test=2000, n_probe_train=10_000),
+                       beyond=BeyondGrid(strengths=(1.0,))),
     # Paper scale on one GPU.
     "gpu": Preset("gpu", RunConfig(n_train=0, encoder="resnet18", epochs=200, batch_size=512, monitor_every=20),
                   strengths=(0.0, 0.25, 0.5, 0.75, 1.0, 1.5), seeds=(0, 1, 2),

@@ -21,7 +21,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(pkg: str) -> str | None:
+def package_version(pkg: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -30,7 +30,7 @@ def _version(pkg: str) -> str | None:
         return None
 
 
-def _git_state() -> tuple[str | None, bool | None]:
+def git_state() -> tuple[str | None, bool | None]:
     repo = Path(__file__).resolve().parents[1]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
@@ -47,10 +47,10 @@ def provenance(device: torch.device, dtype, channels_last: bool, threads: int, d
     content fingerprint) a run was made with."""
     from sslgeo_lib.data import data_source, load_dataset
 
-    sha, dirty = _git_state()
+    sha, dirty = git_state()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"git_sha": sha, "git_dirty": dirty, "python": platform.python_version(),
-            "packages": {p: _version(p) for p in PACKAGES},
+            "packages": {p: package_version(p) for p in PACKAGES},
             "device": str(device), "device_name": name, "precision": "bf16" if dtype else "fp32",
             "channels_last": channels_last, "threads": threads,
             "data": {"dataset": dataset, "source": str(data_source(dataset)),

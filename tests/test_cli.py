@@ -1,5 +1,7 @@
+import json
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,20 @@ def test_bad_arguments_exit_with_a_message(capsys):
         main(["train", "--preset", "huge"])
     assert exit_info.value.code == 2
     assert "unknown preset 'huge'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_verdicts_writes_every_core_claim_with_provenance(cifar, tmp_path, capsys):
+    out = tmp_path / "verdicts.json"
+    main(["verdicts", "--preset", "smoke", "--out", str(out)])
+    record = json.loads(out.read_text())
+    assert record["preset"] == "smoke" and record["commit"] and record["packages"]["torch"] == version("torch")
+    assert [c["claim"] for c in record["claims"]] == ["C1", "C2", "C3", "C4", "C5", "C7"]  # C6's runs not stored
+    smoke_claims = [c for c in record["claims"] if c["claim"] != "C7"]  # one seed: no interval, no verdict
+    assert {c["verdict"] for c in smoke_claims} == {"inconclusive"} and all(c["low"] is None for c in smoke_claims)
+    assert [(r["strength"], r["seed"]) for r in record["runs"]] == [(0.0, 0), (1.0, 0)]
+    assert all(r["images_per_s"] > 0 for r in record["runs"])
+    assert "C2: inconclusive" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

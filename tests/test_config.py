@@ -44,7 +44,7 @@ def test_auto_preset(monkeypatch):
     monkeypatch.delenv("SSLGEO_PRESET")
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert resolve_preset_name("auto") == "cpu"
-    with pytest.raises(ValueError, match="unknown preset 'fast'; accepted: auto, smoke, cpu, gpu"):
+    with pytest.raises(ValueError, match="unknown preset 'fast'; accepted: auto, smoke, cpu, gpu-lite, gpu"):
         resolve_preset_name("fast")
 
 
