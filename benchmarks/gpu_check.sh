@@ -1,34 +1,140 @@
 #!/usr/bin/env bash
-# The GPU check: on one CUDA GPU, in a few minutes, run
-#   1. the tests that exercise the training path, with CUDA as the default device;
+# The GPU check: one command, on one CUDA GPU, in a few minutes (at most 8).
+#
+#   bash benchmarks/gpu_check.sh [--dry] [--book] [--wheels DIR] [OUTDIR]      (SSLGEO_DATA must point at CIFAR-10)
+#
+# Without --book it runs, and prints each figure with the GPU's name:
+#   1. the tests of the training path with CUDA as the default device;
 #   2. benchmarks/train_speed.py --preset gpu (ours vs the per-image torchvision reference);
-#   3. one short gpu-preset training run (ResNet-18, the full training set, a few epochs), reporting img/s.
-# Usage: bash benchmarks/gpu_check.sh [OUTDIR]      (SSLGEO_DATA must point at CIFAR-10)
+#   3. one short gpu-preset run (ResNet-18, all 50,000 training images, 3 epochs, s = 0 and 1) through the C2
+#      notebook (papermill), with its training throughput and C2's statistic.
+# --book: instead, the GPU edition: trains the gpu-lite preset (ResNet-18, 2 strengths x 3 seeds) and builds the
+#   core chapters into OUTDIR/book/_build/html, then writes OUTDIR/verdicts.json (every core claim's verdict, with
+#   the GPU, package versions and commit) and times each part.
+# --dry: on a CPU, every step at smoke size (the tests run it, so the script cannot rot).
+# --wheels DIR: first install missing Python packages offline from the wheels in DIR (a machine without internet).
+# Every part's output goes to OUTDIR (default gpu_check_out); the exit status is non-zero if any part failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out="${1:-${OUT:-gpu_check_out}}"
-mkdir -p "$out"
+dry=0 book=0 wheels="" out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry) dry=1 ;;
+    --book) book=1 ;;
+    --wheels) wheels="${2:?--wheels needs a folder}"; shift ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -*) echo "gpu_check: unknown option $1 (accepted: --dry, --book, --wheels DIR, OUTDIR)" >&2; exit 2 ;;
+    *) out="$1" ;;
+  esac
+  shift
+done
+out="$(mkdir -p "${out:-${OUT:-gpu_check_out}}" && cd "${out:-${OUT:-gpu_check_out}}" && pwd)"
+PY="${PYTHON:-python3}"
+[ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && PY=.venv/bin/python
 export PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export SSLGEO_CACHE="${SSLGEO_CACHE:-/tmp/sslgeo-cache}" SSLGEO_RUNS="${SSLGEO_RUNS:-/tmp/sslgeo-runs}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.cuda.is_available())"
-echo "== 1. tests with CUDA as the default device"
-python3 -m pytest -q -p no:cacheprovider tests/test_device.py tests/test_augment.py tests/test_losses.py \
-  tests/test_models.py tests/test_train.py tests/test_embed.py 2>&1 | tee "$out/tests.txt" | tail -n 25
-echo "== 2. training throughput, gpu preset"
-python3 benchmarks/train_speed.py --preset gpu --steps 30 2>&1 | tee "$out/train_speed.txt"
-echo "== 3. one short gpu-preset run"
-python3 - <<'PY' 2>&1 | tee "$out/short_run.txt"
-import tempfile, time, torch
-from sslgeo_lib.presets import make_preset
-from sslgeo_lib.monitor import monitor_for
-from sslgeo_lib.training.loop import train
-cfg = make_preset("gpu").base.replace(epochs=3, strength=0.5, monitor_every=1)
-t0 = time.perf_counter()
-r = train(cfg, tempfile.mkdtemp(), progress=False, monitor=monitor_for(cfg))
-m = r.metrics
-print(f"{torch.cuda.get_device_name()}: ResNet-18, {cfg.epochs} epochs of 50,000 images, batch {cfg.batch_size}, "
-      f"{'bf16' if r.dtype else 'fp32'}, channels_last {r.channels_last}")
-print(f"training {m['images_per_s']:,.0f} img/s; epoch seconds {[round(s, 1) for s in m['epoch_seconds']]}; "
-      f"loss {[round(x, 3) for x in m['loss']]}; kNN {m['knn']}; wall {time.perf_counter() - t0:.0f} s")
+failed=()
+step() { echo; echo "== $*"; }
+timed() {  # timed NAME COMMAND...: run it, log to OUTDIR/NAME.txt, record its seconds and failure
+  local name="$1" t0=$SECONDS; shift
+  "$@" > "$out/$name.txt" 2>&1
+  local rc=$?
+  echo "$name: $((SECONDS - t0)) s, exit $rc" | tee -a "$out/times.txt"
+  [ $rc -eq 0 ] || failed+=("$name")
+  return $rc
+}
+
+if [ -n "$wheels" ]; then
+  "$PY" -m pip install --quiet --no-index --find-links "$wheels" -r requirements.txt --no-deps 2>&1 | tail -n 3
+  "$PY" -m pip install --quiet --no-deps -e . 2>&1 | tail -n 3
+fi
+missing=$("$PY" - <<'PY'
+import importlib.util
+need = ["torch", "torchvision", "kornia", "sklearn", "skdim", "safetensors", "pandas", "seaborn", "tqdm",
+        "papermill", "pytest", "myst_nb", "jupyter_book", "ipykernel"]
+print(" ".join(m for m in need if importlib.util.find_spec(m) is None))
 PY
+)
+if [ -n "$missing" ]; then
+  echo "gpu_check: missing Python packages: $missing. Install requirements.txt, or pass --wheels DIR with their" \
+       "wheels (pip download -r requirements.txt -d DIR on a machine with internet)." >&2
+  exit 2
+fi
+if [ $dry -eq 1 ]; then
+  preset=smoke; book_preset=smoke; device="none: a dry run on the CPU"
+  short=(-p preset smoke -p epochs 1 -p strengths "[0.0, 1.0]" -p seeds "[0]")
+else
+  preset=gpu; book_preset=gpu-lite
+  device=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -n 1)
+  "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || {
+    echo "gpu_check: torch sees no CUDA GPU here; use --dry to check the script on a CPU" >&2; exit 2; }
+  short=(-p preset gpu -p epochs 3 -p strengths "[0.0, 1.0]" -p seeds "[0]")
+fi
+export SSLGEO_PRESET=$preset
+{ echo "device: $device"; "$PY" -c "import torch, torchvision, platform; print('python', platform.python_version(), \
+'torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.cuda.is_available())"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git status --porcelain 2>/dev/null | grep -q . && echo ' (uncommitted changes)')"
+} | tee "$out/gpu.txt"
+: > "$out/times.txt"
+
+if [ $book -eq 0 ]; then
+  step "1. tests of the training path, CUDA as the default device"
+  tests=(tests/test_device.py tests/test_augment.py tests/test_losses.py tests/test_models.py tests/test_train.py
+         tests/test_embed.py)
+  if [ $dry -eq 1 ]; then
+    timed tests "$PY" -m pytest -q -p no:cacheprovider --collect-only "${tests[@]}"
+  else
+    timed tests "$PY" -m pytest -q -p no:cacheprovider "${tests[@]}"
+  fi
+  tail -n 3 "$out/tests.txt"
+
+  step "2. training throughput, $preset preset: ours vs the reference pipeline"
+  timed train_speed "$PY" benchmarks/train_speed.py --preset "$preset" --steps "$([ $dry -eq 1 ] && echo 2 || echo 30)"
+  cat "$out/train_speed.txt"
+
+  step "3. one short $preset-preset sweep (s = 0 and 1, one seed) through the C2 notebook"
+  timed c2_notebook "$PY" -m papermill book/c2_invariance.ipynb "$out/c2_invariance.ipynb" --cwd book "${short[@]}"
+  tail -n 5 "$out/c2_notebook.txt"
+  "$PY" - "$out/c2_invariance.ipynb" "$device" "${short[@]}" <<'PY' | tee "$out/short_run.txt"
+import sys
+from sslgeo_lib.presets import make_preset
+from sslgeo_lib.report import read_glue
+from sslgeo_lib.store import load_run
+
+nb, device, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+params = dict(zip(args[1::3], args[2::3]))
+p = make_preset(**params)
+for cfg in p.configs():
+    run = load_run(cfg)
+    m = run.metrics
+    print(f"{device}: {cfg.encoder}, {cfg.n_train or 'all'} training images, {cfg.epochs} epoch(s), s={cfg.strength:g}: "
+          f"{m['images_per_s']:,.0f} images/s, epoch seconds {[round(s, 1) for s in m['epoch_seconds']]}, "
+          f"loss {[round(x, 3) for x in m['loss']]}, kNN {[round(x, 3) for x in m['knn']]}")
+for key, value in read_glue(nb).items():
+    if key.startswith("c2") and key.endswith(("_statistic", "_ci", "_verdict")):
+        print(f"{device}: {key} = {value}")
+PY
+else
+  step "the GPU edition: the $book_preset preset's sweep, the core chapters, the verdicts"
+  if [ ! -f _vendor/mathjax/tex-svg-full.js ]; then
+    echo "gpu_check: _vendor/mathjax is missing; run 'make static' on a machine with npm and bring _vendor along" >&2
+    exit 2
+  fi
+  export SSLGEO_PRESET=$book_preset
+  timed train "$PY" -m sslgeo_lib.cli train --preset "$book_preset" --main-only --quiet
+  tail -n 8 "$out/train.txt"
+  rm -rf "$out/book"
+  timed build "$PY" -c "import sys; from jupyter_book.cli.main import main; sys.exit(main())" \
+    build . -W -n --keep-going --toc _toc_core.yml --path-output "$out/book"
+  tail -n 5 "$out/build.txt"
+  timed verdicts "$PY" -m sslgeo_lib.cli verdicts --preset "$book_preset" --main-only --out "$out/verdicts.json"
+  cat "$out/verdicts.txt"
+  echo "the book: $out/book/_build/html/index.html"
+fi
+echo
+echo "== times (device: $device)"
+cat "$out/times.txt"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "gpu_check: FAILED: ${failed[*]} (see $out/<part>.txt)" >&2
+  exit 1
+fi
