@@ -2,7 +2,7 @@
 # make core    the same for the core chapters only (methods, C1-C5, C7: the main sweep's runs, _toc_core.yml)
 # make test    the whole test suite (what .ci/run calls; it includes actionlint over .github/workflows)
 # make lint-workflows  actionlint over .github/workflows
-# PRESET=auto|smoke|cpu|gpu (default auto: $SSLGEO_PRESET, else gpu with CUDA, else cpu)
+# PRESET=auto|smoke|cpu|gpu-lite|gpu (default auto: $SSLGEO_PRESET, else gpu with CUDA, else cpu)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
