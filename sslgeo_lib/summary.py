@@ -20,7 +20,7 @@ def primary_results(p: Preset, shapes: bool = True) -> dict[str, ClaimResult]:
     from sslgeo_lib.presets import theory_settings
     from sslgeo_lib.store import check_entry, entry_path
     from sslgeo_lib.sweep import sweep
-    from sslgeo_lib.synthetic import LinearProblem, ToyManifold, linear_theory_table, theory_verdicts, toy_table
+    from sslgeo_lib.synthetic import theory_tables, theory_verdicts
 
     runs, ev = sweep(p), p.eval
     out = {
@@ -30,10 +30,7 @@ def primary_results(p: Preset, shapes: bool = True) -> dict[str, ClaimResult]:
         "C4": claims.tangent_verdicts(measures.tangent_table(runs, ev))["primary"],
         "C5": claims.retention_verdicts(measures.retention_table(runs, ev))["primary"],
     }
-    t = theory_settings(p.name)
-    out["C7"] = theory_verdicts(linear_theory_table(LinearProblem.default(t.n_dims), t.strengths, t.seeds,
-                                                    steps=t.steps),
-                                toy_table(ToyManifold(), t.toy_strengths, t.seeds))["primary"]
+    out["C7"] = theory_verdicts(*theory_tables(theory_settings(p.name)))["primary"]
     configs = p.shape_configs()
     if shapes and all(check_entry(entry_path(c), c) is None for c in configs):
         out["C6"] = claims.shape_verdicts(measures.shape_table(sweep(p, configs=configs), ev))["primary"]

@@ -165,3 +165,21 @@ def test_push_forward_through_a_linear_encoder():
     dirs = np.random.default_rng(1).standard_normal((2, 4, 2))
     expected = np.einsum("dk,nkj->ndj", enc.weight.detach().numpy(), dirs)
     np.testing.assert_allclose(push_forward(enc, x, dirs), expected, atol=1e-6)
+
+
+def test_theory_tables_are_computed_once_and_read_back_exactly(tmp_path, monkeypatch):
+    import sslgeo_lib.synthetic as synthetic
+    from sslgeo_lib.presets import TheorySettings
+
+    monkeypatch.setenv("SSLGEO_CACHE", str(tmp_path))
+    t = TheorySettings(strengths=(0.5,), toy_strengths=(1.0,), seeds=(0,), n_dims=4, steps=20)
+    linear, toy = synthetic.theory_tables(t)
+    assert len(linear) == 4 and len(toy) == 1 and len(list((tmp_path / "theory").glob("*.json"))) == 1
+    monkeypatch.setattr(synthetic, "linear_theory_table", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr(synthetic, "toy_table", lambda *a, **k: pytest.fail("recomputed"))
+    again = synthetic.theory_tables(t)
+    pd.testing.assert_frame_equal(again[0], linear)  # bit for bit: JSON keeps every float's exact value
+    pd.testing.assert_frame_equal(again[1], toy)
+    other = TheorySettings(strengths=(0.5,), toy_strengths=(1.0,), seeds=(1,), n_dims=4, steps=20)
+    with pytest.raises(pytest.fail.Exception, match="recomputed"):  # other settings: another entry
+        synthetic.theory_tables(other)
