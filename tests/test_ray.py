@@ -157,3 +157,27 @@ def test_executor_choice_and_its_errors(monkeypatch):
     monkeypatch.setenv("SSLGEO_EXECUTOR", "dask")
     with pytest.raises(ValueError, match="SSLGEO_EXECUTOR='dask' is unknown; accepted: local, ray"):
         resolve_executor()
+
+
+def test_notebooks_sweep_sends_only_missing_runs_to_the_ray_executor(cifar, isolated_store, monkeypatch):
+    """SSLGEO_EXECUTOR=ray makes `sweep` (what every notebook calls) hand the missing runs, and only those, to
+    the Ray executor, and return the entries it reports (here a stand-in that trains in this process)."""
+    import sslgeo_lib.executor as executor
+    from sslgeo_lib.presets import make_preset
+    from sslgeo_lib.sweep import sweep, train_or_load
+
+    calls = []
+
+    def fake_train_on_ray(configs, address=None, progress=True):
+        calls.append((list(configs), address))
+        return {c: executor.RayOutcome(train_or_load(c, progress=False).run.path, "trained", 0, 1, "here", 0.0)
+                for c in configs}
+
+    monkeypatch.setattr(executor, "train_on_ray", fake_train_on_ray)
+    monkeypatch.setenv("SSLGEO_EXECUTOR", "ray")
+    p = make_preset("smoke", strengths=[0.0, 1.0], seeds=[0], n_train=256, epochs=1, encoder_width=4)
+    get_or_train(p.configs()[0], progress=False)  # one of the two is stored already
+    runs = sweep(p, progress=False, address="10.0.0.1:6379")
+    assert calls == [([p.configs()[1]], "10.0.0.1:6379")]
+    assert [r.config for r in runs] == p.configs() and all(r.path.parent == isolated_store for r in runs)
+    assert sweep(p, progress=False) and len(calls) == 1  # everything stored: Ray is not called
