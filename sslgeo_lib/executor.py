@@ -67,16 +67,23 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def _train_task(config: dict, code: str, board, key: int) -> dict:
-    """The body of one Ray task (runs on a worker): load or train the run, and say what happened."""
-    from sslgeo_lib.store import code_hash, entry_path
+def _train_task(config: dict, code: str, data: str, marker: str, board, key: int) -> dict:
+    """The body of one Ray task (runs on a worker): check that this node trains what the driver would (same
+    training code, same data, the driver's store), then load or train the run, and say what happened."""
+    from sslgeo_lib.data import fingerprint
+    from sslgeo_lib.store import code_hash, entry_path, runs_dir
     from sslgeo_lib.sweep import train_or_load
 
-    host = socket.gethostname()
+    host, cfg = socket.gethostname(), RunConfig(**config)
     if code_hash() != code:
         raise SweepError(f"the sslgeo training code on {host} ({Path(__file__).parent}) differs from the "
                          f"driver's: install the same version on every node")
-    cfg = RunConfig(**config)
+    if not (runs_dir() / marker).is_file():
+        raise SweepError(f"the run store {runs_dir()} (SSLGEO_RUNS) on {host} is not the driver's (it lacks the "
+                         f"driver's {marker}): put the store on a filesystem every node mounts at the same path")
+    if fingerprint(cfg.dataset) != data:
+        raise SweepError(f"the data of {cfg.dataset} on {host} differs from the driver's (another fingerprint): "
+                         f"point SSLGEO_DATA on every node at the same copy")
     board.start.remote(key, host, entry_path(cfg).name)
     t0 = time.perf_counter()
     out = train_or_load(cfg, progress=False)
@@ -85,7 +92,10 @@ def _train_task(config: dict, code: str, board, key: int) -> dict:
 
 
 def _label(cfg: RunConfig) -> str:
-    shape = f" depth={cfg.projector_depth} width={cfg.projector_width}" if cfg.projector_depth != 2 else ""
+    default = RunConfig()
+    shape = (f" depth={cfg.projector_depth} width={cfg.projector_width}"
+             if (cfg.projector_depth, cfg.projector_width) != (default.projector_depth, default.projector_width)
+             else "")
     beyond = "".join(f" {v}" for v, d in ((cfg.method, "simclr"), (cfg.augment_family, "all")) if v != d)
     return f"s={cfg.strength:g} seed={cfg.seed}{shape}{beyond}"
 
@@ -95,33 +105,45 @@ def train_on_ray(configs: list[RunConfig], address: str | None = None, progress:
     """Train (or load) every run of `configs` as Ray tasks; return each run's outcome once all have ended.
 
     `address`: a running cluster ("auto", "HOST:PORT" or "ray://HOST:PORT"); None uses $RAY_ADDRESS, and without
-    it starts Ray on this machine (stopped again at the end). `gpus`: GPUs per run (None: 1 when the cluster has
-    GPUs, else 0 and `TRAINING_THREADS` CPUs). A progress bar counts finished runs and shows which are training
-    and where; each run's end is a line with its id. A run that fails is reported and resubmitted up to
-    `retries` times; runs that still fail raise `SweepError` naming each, after every other run has ended.
+    it starts a new Ray instance on this machine (stopped again at the end). `gpus`: GPUs per run (None: 1 when
+    the cluster has GPUs, else 0); every run also takes `TRAINING_THREADS` CPUs. A progress bar counts finished
+    runs and shows which are training and where; each run's end is a line with its id. A run whose task fails is
+    reported and resubmitted up to `retries` times (it resumes from the checkpoint its attempt left), unless the
+    failure cannot change on a retry (a bad config, store or data; another code version on a node: `SweepError`
+    at once); runs that still fail raise `SweepError` naming each, after every other run has ended.
     """
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("the ray executor needs Ray: pip install -r requirements.txt (or pip install 'sslgeo[ray]'),"
+                         " or use --executor local") from None
     from tqdm.auto import tqdm
 
-    from sslgeo_lib.store import code_hash
+    from sslgeo_lib.data import fingerprint
+    from sslgeo_lib.store import StoreError, code_hash, runs_dir
     from sslgeo_lib.training.loop import TRAINING_THREADS
 
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
     configs = list(dict.fromkeys(configs))
+    final = (ValueError, TypeError, KeyError, StoreError, FileNotFoundError)  # a retry cannot change these
     started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=True)
+    if started:  # "local": a new instance here, never another user's cluster that `ray start` left running
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", logging_level="WARNING",
+                 log_to_driver=True)
+    marker = Path(".locks") / f"driver-{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
     try:
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-        cpus = 1 if gpus else TRAINING_THREADS
         board = ray.remote(_Board).options(num_cpus=0).remote()
         task = ray.remote(_train_task).options(
-            name=TASK_NAME, num_cpus=cpus, num_gpus=gpus, max_retries=0,
+            name=TASK_NAME, num_cpus=TRAINING_THREADS, num_gpus=gpus, max_retries=0,
             runtime_env={"env_vars": worker_env()})
-        code = code_hash()
-        submit = lambda i: task.remote(configs[i].to_dict(), code, board, i)  # noqa: E731
+        code, data = code_hash(), {d: fingerprint(d) for d in {c.dataset for c in configs}}
+        (runs_dir() / marker).parent.mkdir(parents=True, exist_ok=True)
+        (runs_dir() / marker).touch()  # a worker that cannot see it does not share this store
+        submit = lambda i: task.remote(configs[i].to_dict(), code, data[configs[i].dataset], str(marker),  # noqa: E731
+                                       board, i)
         pending = {submit(i): (i, 1) for i in range(len(configs))}
         done: dict[RunConfig, RayOutcome] = {}
         failed: dict[RunConfig, str] = {}
@@ -139,16 +161,18 @@ def train_on_ray(configs: list[RunConfig], address: str | None = None, progress:
                         r = ray.get(ref)
                     except ray.exceptions.RayError as exc:
                         reason = _reason(exc)
-                        if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, SweepError):
-                            raise exc.cause from None  # a different code version: retrying cannot help
+                        cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else None
+                        if isinstance(cause, SweepError):
+                            raise cause from None  # a node that cannot train this driver's runs
                         _host, name = ray.get(board.status.remote()).get(i, ("", "(not started)"))
-                        if attempt <= retries:
-                            say(f"run {name} {_label(cfg)} failed on attempt {attempt} ({reason}); "
-                                      f"retrying from its checkpoint")
+                        if attempt <= retries and not isinstance(cause, final):
+                            ckpt = name != "(not started)" and (runs_dir() / name / "checkpoint.pt").is_file()
+                            say(f"run {name} {_label(cfg)} failed on attempt {attempt} ({reason}); retrying "
+                                + ("from its checkpoint" if ckpt else "from the start (no checkpoint yet)"))
                             pending[submit(i)] = (i, attempt + 1)
                         else:
                             failed[cfg] = f"run {name}: {reason}"
-                            say(f"run {name} {_label(cfg)} FAILED after {attempt} attempts: {reason}")
+                            say(f"run {name} {_label(cfg)} FAILED on attempt {attempt} of {retries + 1}: {reason}")
                             bar.update()
                         board.end.remote(i)
                         continue
@@ -172,10 +196,12 @@ def train_on_ray(configs: list[RunConfig], address: str | None = None, progress:
             print(f"ray: {len(done)} of {len(configs)} runs in {(time.perf_counter() - t_start) / 60:.1f} min",
                   flush=True)
         if failed:
-            raise SweepError(f"{len(failed)} run(s) failed after {retries + 1} attempts: "
+            raise SweepError(f"{len(failed)} run(s) failed (each retried up to {retries} times where a retry could "
+                             f"help): "
                              + "; ".join(f"{_label(c)} ({why})" for c, why in failed.items()))
         return {c: done[c] for c in configs}  # in the order given
     finally:
+        (runs_dir() / marker).unlink(missing_ok=True)
         if started:
             ray.shutdown()
 

@@ -43,8 +43,12 @@ def file_lock(path: Path, blocking: bool = True, on_wait: Callable | None = None
     non-blocking, raise `Busy` at once; blocking, call `on_wait()` (if given) and wait for it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # read-only descriptor: flock needs no write access, so users sharing a store share its locks
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    # read-write where allowed: on NFS, flock is emulated by fcntl locks, which need a descriptor open for writing;
+    # else read-only (a local flock needs no write access), so users sharing a store share its locks
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except PermissionError:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -197,7 +197,25 @@ def entry_files(cfg: RunConfig) -> tuple[str, ...]:
 
 
 def entry_path(cfg: RunConfig, device=None) -> Path:
+    """Where `cfg` trains on `device` (default: this machine's), named with those numerics."""
     return runs_dir() / run_id(cfg, device)
+
+
+NUMERICS = tuple({"device": d, "precision": p} for d in ("cuda", "cpu") for p in ("bf16", "fp32"))
+
+
+def find_entry(cfg: RunConfig, device=None) -> Path:
+    """`cfg`'s complete entry: the one named with this machine's numerics, else one trained with other numerics
+    (on a GPU, or on a CPU with or without bf16) under the same code and data, so that runs trained on a cluster's
+    GPUs are read, not retrained, on a CPU; else `entry_path(cfg, device)`, where it would train."""
+    here = entry_path(cfg, device)
+    if check_entry(here, cfg) is None:
+        return here
+    for numbers in NUMERICS:
+        path = runs_dir() / run_id(cfg, numbers=numbers)
+        if path != here and check_entry(path, cfg) is None:
+            return path
+    return here
 
 
 def lock_path(run: str) -> Path:
@@ -211,7 +229,7 @@ def read_entry(path: Path, cfg: RunConfig) -> Run:
 
 def load_run(cfg: RunConfig) -> Run | None:
     """The stored run for `cfg`, or None if absent or not intact."""
-    path = entry_path(cfg)
+    path = find_entry(cfg)
     return read_entry(path, cfg) if check_entry(path, cfg) is None else None
 
 

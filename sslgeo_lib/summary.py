@@ -18,7 +18,7 @@ def primary_results(p: Preset, shapes: bool = True) -> dict[str, ClaimResult]:
     trains here)."""
     from sslgeo_lib import claims, measures
     from sslgeo_lib.presets import theory_settings
-    from sslgeo_lib.store import check_entry, entry_path
+    from sslgeo_lib.store import check_entry, find_entry
     from sslgeo_lib.sweep import sweep
     from sslgeo_lib.synthetic import theory_tables, theory_verdicts
 
@@ -32,7 +32,7 @@ def primary_results(p: Preset, shapes: bool = True) -> dict[str, ClaimResult]:
     }
     out["C7"] = theory_verdicts(*theory_tables(theory_settings(p.name)))["primary"]
     configs = p.shape_configs()
-    if shapes and all(check_entry(entry_path(c), c) is None for c in configs):
+    if shapes and all(check_entry(find_entry(c), c) is None for c in configs):
         out["C6"] = claims.shape_verdicts(measures.shape_table(sweep(p, configs=configs), ev))["primary"]
     return {c: out[c] for c in sorted(out)}
 
@@ -43,10 +43,10 @@ def verdict_record(p: Preset, results: dict[str, ClaimResult]) -> dict:
     import torch
 
     from sslgeo_lib.provenance import PACKAGES, cpu_name, git_state, package_version
-    from sslgeo_lib.store import check_entry, entry_path, read_entry
+    from sslgeo_lib.store import load_run
 
     sha, dirty = git_state()
-    runs = [read_entry(entry_path(c), c) for c in p.configs() if check_entry(entry_path(c), c) is None]
+    runs = [r for r in map(load_run, p.configs()) if r is not None]
     number = lambda x: None if x is None or not math.isfinite(x) else round(float(x), 6)  # noqa: E731 (JSON: no NaN)
     return {
         "preset": p.name,

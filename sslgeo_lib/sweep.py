@@ -10,8 +10,8 @@ import pandas as pd
 from sslgeo_lib.config import RunConfig
 from sslgeo_lib.presets import Preset
 from sslgeo_lib.fileio import file_lock
-from sslgeo_lib.store import (Run, StoreError, is_run, check_entry, check_store, entry_path, lock_path, read_entry,
-                              start_entry, write_entry)
+from sslgeo_lib.store import (Run, StoreError, check_entry, check_store, entry_path, find_entry, is_run, lock_path,
+                              read_entry, start_entry, write_entry)
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,10 @@ def train_or_load(cfg: RunConfig, progress: bool = True, device=None) -> Outcome
     have finished it), and the store is checked for room before any training. A corrupt entry is reported
     with a warning, removed and retrained. A second call never retrains.
     """
-    path = entry_path(cfg, device)
+    path = find_entry(cfg, device)
     if check_entry(path, cfg) is None:
         return Outcome(read_entry(path, cfg), "stored")
+    path = entry_path(cfg, device)
     check_store(cfg)
     check_fits(cfg)
     waiting = lambda: warnings.warn(f"run {path.name} is being trained by another process; waiting for it",  # noqa: E731
@@ -108,7 +109,7 @@ def sweep(preset: Preset, progress: bool = True, configs: list[RunConfig] | None
 
     executor = resolve_executor(executor)
     configs = preset.configs() if configs is None else list(dict.fromkeys(configs))  # each run once
-    missing = [c for c in configs if check_entry(entry_path(c), c) is not None]
+    missing = [c for c in configs if check_entry(find_entry(c), c) is not None]
     if missing:
         check_store(missing[0])
     data = load_dataset(preset.base.dataset)

@@ -4,6 +4,7 @@ reported, retried, and resumes from its checkpoint to the same weights; two driv
 once train each run once. Drivers run as separate processes, as users run them."""
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,33 +41,48 @@ def _free_port() -> int:
 
 
 def _processes_mentioning(text: str) -> list[int]:
-    pids = []
+    """Processes whose command line names `text`, and all their descendants (Ray's workers retitle themselves)."""
+    found, children = set(), {}
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes():
-                pids.append(int(proc.name))
-        except OSError:
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(proc.name))
+            if text.encode() in (proc / "cmdline").read_bytes():
+                found.add(int(proc.name))
+        except (OSError, ValueError, IndexError):
             pass
-    return [p for p in pids if p != os.getpid()]
+    todo = list(found)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return sorted(found)
 
 
 @pytest.fixture(scope="module")
 def cluster(cifar):
-    """A Ray head on 127.0.0.1 with its own temporary folder; stopped by killing exactly its processes."""
+    """A Ray head on 127.0.0.1 with its own temporary folder; stopped by killing its processes and their children
+    (never another Ray on this machine), and its folder removed."""
     tmp = tempfile.mkdtemp(prefix="sslgeo-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     address = f"127.0.0.1:{_free_port()}"
     ray = str(Path(sys.executable).parent / "ray")
-    subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={address.split(':')[1]}",
-                    "--num-cpus=4", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
-                    f"--temp-dir={tmp}"], check=True, capture_output=True, timeout=120)
-    yield address
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in _processes_mentioning(tmp):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        time.sleep(2)
+    try:
+        subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={address.split(':')[1]}",
+                        "--num-cpus=4", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
+                        f"--temp-dir={tmp}"], check=True, capture_output=True, timeout=120)
+        yield address
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in _processes_mentioning(tmp):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            time.sleep(2)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _drive(configs, address, store: Path, **popen):
@@ -76,7 +92,11 @@ def _drive(configs, address, store: Path, **popen):
 
 
 def _outcomes(proc, timeout=600):
-    out, err = proc.communicate(timeout=timeout)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:  # a failed or timed-out check leaves no driver running
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == 0, err[-3000:]
     line = next(ln for ln in out.splitlines() if ln.startswith("OUTCOMES "))
     return json.loads(line.removeprefix("OUTCOMES ")), err
@@ -107,15 +127,19 @@ def test_a_killed_worker_is_retried_and_resumes_to_the_same_weights(cluster, tmp
     monkeypatch.setenv("SSLGEO_RUNS", str(store))
     run, lock = store / run_id(cfg), lock_path(run_id(cfg))
     driver = _drive([cfg], cluster, store)
-    deadline = time.monotonic() + 300
-    while not (run / "checkpoint.pt").is_file():  # the worker has finished at least one epoch
-        assert driver.poll() is None and time.monotonic() < deadline, "the run never started"
-        time.sleep(0.05)
-    holders = [pid for pid in _processes_holding(lock)]
-    assert len(holders) == 1, holders  # the one worker training it (it holds the run's lock)
-    os.kill(holders[0], signal.SIGKILL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run / "checkpoint.pt").is_file():  # the worker has finished at least one epoch
+            assert driver.poll() is None and time.monotonic() < deadline, "the run never started"
+            time.sleep(0.05)
+        holders = _processes_holding(lock)
+        assert len(holders) == 1, holders  # the one worker training it (it holds the run's lock)
+        os.kill(holders[0], signal.SIGKILL)
+    except BaseException:
+        driver.kill()
+        raise
     (outcome,), err = _outcomes(driver)
-    assert f"run {run.name} s=0.5 seed=0 failed on attempt 1" in err and "retrying from its checkpoint" in err
+    assert f"run {run.name} s=0.5 seed=0 depth=2 width=16 failed on attempt 1" in err and "retrying from its checkpoint" in err
     assert outcome["attempts"] == 2 and outcome["action"] == "resumed"
     assert 1 <= outcome["from_epoch"] < cfg.epochs
     local = _local(cfg, tmp_path / "local", monkeypatch)
@@ -141,12 +165,24 @@ def test_two_drivers_at_once_train_each_run_once(cluster, tmp_path):
     cfg = RunConfig(**{**SMALL, "n_train": 1000, "encoder_width": 8}, epochs=16, strength=1.0)
     store = tmp_path / "ray"
     first, second = _drive([cfg], cluster, store), _drive([cfg], cluster, store)
-    ((a,), err_a), ((b,), err_b) = _outcomes(first), _outcomes(second)
+    try:
+        ((a,), err_a), ((b,), err_b) = _outcomes(first), _outcomes(second)
+    finally:
+        second.kill()
     # both tasks started while the run trained (it takes far longer than a worker's start): one trained it, the
     # other waited on the run's lock and loaded what the first wrote
     assert a["id"] == b["id"] and sorted([a["action"], b["action"]]) == ["loaded", "trained"]
     assert "is being trained by another process; waiting for it" in err_a + err_b
     assert [p.name for p in store.iterdir() if not p.name.startswith(".")] == [a["id"]]
+
+
+def test_a_run_that_cannot_train_is_reported_once_not_retried(cluster, tmp_path):
+    cfg = RunConfig(**{**SMALL, "n_train": 60_000}, epochs=1, strength=1.0)  # CIFAR-10 has 50,000 training images
+    proc = _drive([cfg], cluster, tmp_path / "ray")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode != 0 and "n_train=60,000 is larger than the 50,000 training images" in err
+    assert "FAILED on attempt 1 of 3" in err and "retrying" not in err
+    assert "SweepError: 1 run(s) failed" in err
 
 
 def test_executor_choice_and_its_errors(monkeypatch):

@@ -177,3 +177,20 @@ def test_written_files_get_the_mode_of_a_plain_open(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o644  # mkstemp alone would give 0600
+
+
+def test_a_run_trained_with_other_numerics_is_read_not_retrained(cifar, isolated_store, monkeypatch):
+    """A run trained on a cluster's GPUs is named with their numerics; a CPU driver or notebook finds it by its
+    config, code and data (here: a CPU entry renamed to its GPU id) instead of training it again."""
+    from sslgeo_lib.store import find_entry
+    from sslgeo_lib.sweep import train_or_load
+
+    run = get_or_train(TINY, progress=False)
+    gpu = isolated_store / run_id(TINY, numbers={"device": "cuda", "precision": "bf16"})
+    run.path.rename(gpu)
+    assert find_entry(TINY) == gpu and load_run(TINY).path == gpu
+    monkeypatch.setattr("sslgeo_lib.training.loop.train", lambda *a, **k: pytest.fail("retrained"))
+    out = train_or_load(TINY, progress=False)
+    assert out.action == "stored" and out.run.path == gpu
+    gpu.rename(isolated_store / "elsewhere")  # no entry under any numerics: it would train here
+    assert find_entry(TINY) == isolated_store / run_id(TINY)
