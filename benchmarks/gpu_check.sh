@@ -12,23 +12,29 @@
 #   core chapters into OUTDIR/book/_build/html, then writes OUTDIR/verdicts.json (every core claim's verdict, with
 #   the GPU, package versions and commit) and times each part.
 # --dry: on a CPU, every step at smoke size (the tests run it, so the script cannot rot).
-# --wheels DIR: first install missing Python packages offline from the wheels in DIR (a machine without internet).
+# --wheels DIR: first install the packages this Python lacks, offline, from the wheels in DIR (a machine without
+#   internet; torch and torchvision are never replaced: the machine's own CUDA build is kept).
 # Every part's output goes to OUTDIR (default gpu_check_out); the exit status is non-zero if any part failed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+usage() { echo "gpu_check: $1 (accepted: --dry, --book, --wheels DIR, OUTDIR; --help)" >&2; exit 2; }
 dry=0 book=0 wheels="" out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry) dry=1 ;;
     --book) book=1 ;;
-    --wheels) wheels="${2:?--wheels needs a folder}"; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
-    -*) echo "gpu_check: unknown option $1 (accepted: --dry, --book, --wheels DIR, OUTDIR)" >&2; exit 2 ;;
+    --wheels) [ $# -ge 2 ] && [ -d "$2" ] || usage "--wheels needs a folder of wheels"; wheels="$(cd "$2" && pwd)"; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -*) usage "unknown option $1" ;;
     *) out="$1" ;;
   esac
   shift
 done
-out="$(mkdir -p "${out:-${OUT:-gpu_check_out}}" && cd "${out:-${OUT:-gpu_check_out}}" && pwd)"
+# relative paths mean the directory the user ran from, as everywhere in sslgeo
+out="$(mkdir -p "${out:-${OUT:-gpu_check_out}}" && cd "${out:-${OUT:-gpu_check_out}}" && pwd)" || usage "cannot create OUTDIR"
+for v in SSLGEO_DATA SSLGEO_RUNS SSLGEO_CACHE; do
+  if [ -n "${!v:-}" ] && [ "${!v#/}" = "${!v}" ]; then export "$v=$PWD/${!v}"; fi
+done
+cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && PY=.venv/bin/python
 export PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -44,20 +50,26 @@ timed() {  # timed NAME COMMAND...: run it, log to OUTDIR/NAME.txt, record its s
   return $rc
 }
 
-if [ -n "$wheels" ]; then
-  "$PY" -m pip install --quiet --no-index --find-links "$wheels" -r requirements.txt --no-deps 2>&1 | tail -n 3
-  "$PY" -m pip install --quiet --no-deps -e . 2>&1 | tail -n 3
+# import name -> requirement name, for what the check needs (torch and torchvision: the machine's own builds)
+modules="torch:torch torchvision:torchvision kornia:kornia sklearn:scikit-learn skdim:scikit-dimension
+safetensors:safetensors pandas:pandas seaborn:seaborn tqdm:tqdm papermill:papermill pytest:pytest myst_nb:myst-nb
+jupyter_book:jupyter-book ipykernel:ipykernel"
+lacking() {  # the requirement names whose module does not import here
+  for pair in $modules; do "$PY" -c "import ${pair%%:*}" 2> /dev/null || printf '%s ' "${pair#*:}"; done
+}
+missing=$(lacking)
+if [ -n "$missing" ] && [ -n "$wheels" ]; then
+  reqs=$(for r in $missing; do grep -E "^$r==" requirements.txt; done | grep -vE '^torch(vision)?==')
+  if [ -n "$reqs" ]; then
+    echo "installing from $wheels: $reqs"
+    # shellcheck disable=SC2086
+    "$PY" -m pip install --quiet --no-index --find-links "$wheels" $reqs || usage "pip could not install $reqs from $wheels"
+  fi
+  missing=$(lacking)
 fi
-missing=$("$PY" - <<'PY'
-import importlib.util
-need = ["torch", "torchvision", "kornia", "sklearn", "skdim", "safetensors", "pandas", "seaborn", "tqdm",
-        "papermill", "pytest", "myst_nb", "jupyter_book", "ipykernel"]
-print(" ".join(m for m in need if importlib.util.find_spec(m) is None))
-PY
-)
 if [ -n "$missing" ]; then
-  echo "gpu_check: missing Python packages: $missing. Install requirements.txt, or pass --wheels DIR with their" \
-       "wheels (pip download -r requirements.txt -d DIR on a machine with internet)." >&2
+  echo "gpu_check: these packages do not import here: $missing. Install them from requirements.txt, or pass" \
+       "--wheels DIR with their wheels (pip download -r requirements.txt -d DIR, on a machine with internet)." >&2
   exit 2
 fi
 if [ $dry -eq 1 ]; then
@@ -65,9 +77,10 @@ if [ $dry -eq 1 ]; then
   short=(-p preset smoke -p epochs 1 -p strengths "[0.0, 1.0]" -p seeds "[0]")
 else
   preset=gpu; book_preset=gpu-lite
-  device=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -n 1)
   "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || {
     echo "gpu_check: torch sees no CUDA GPU here; use --dry to check the script on a CPU" >&2; exit 2; }
+  device=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -n 1)
+  [ -n "$device" ] || device=$("$PY" -c "import torch; print(torch.cuda.get_device_name())")
   short=(-p preset gpu -p epochs 3 -p strengths "[0.0, 1.0]" -p seeds "[0]")
 fi
 export SSLGEO_PRESET=$preset
@@ -95,7 +108,7 @@ if [ $book -eq 0 ]; then
   step "3. one short $preset-preset sweep (s = 0 and 1, one seed) through the C2 notebook"
   timed c2_notebook "$PY" -m papermill book/c2_invariance.ipynb "$out/c2_invariance.ipynb" --cwd book "${short[@]}"
   tail -n 5 "$out/c2_notebook.txt"
-  "$PY" - "$out/c2_invariance.ipynb" "$device" "${short[@]}" <<'PY' | tee "$out/short_run.txt"
+  cat > "$out/short_run.py" <<'PY'
 import sys
 from sslgeo_lib.presets import make_preset
 from sslgeo_lib.report import read_glue
@@ -114,6 +127,8 @@ for key, value in read_glue(nb).items():
     if key.startswith("c2") and key.endswith(("_statistic", "_ci", "_verdict")):
         print(f"{device}: {key} = {value}")
 PY
+  timed short_run "$PY" "$out/short_run.py" "$out/c2_invariance.ipynb" "$device" "${short[@]}"
+  cat "$out/short_run.txt"
 else
   step "the GPU edition: the $book_preset preset's sweep, the core chapters, the verdicts"
   if [ ! -f _vendor/mathjax/tex-svg-full.js ]; then

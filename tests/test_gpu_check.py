@@ -28,7 +28,7 @@ def test_dry_check_runs_every_step(cifar, tmp_path):
     out = tmp_path / "check"
     r = _check("--dry", out)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert _times(out) == {"tests": 0, "train_speed": 0, "c2_notebook": 0}
+    assert _times(out) == {"tests": 0, "train_speed": 0, "c2_notebook": 0, "short_run": 0}
     assert "device: none: a dry run on the CPU" in (out / "gpu.txt").read_text()
     assert "tests collected" in (out / "tests.txt").read_text()
     assert "speed-up of ours over the reference" in (out / "train_speed.txt").read_text()
@@ -50,7 +50,12 @@ def test_dry_book_builds_the_core_chapters_and_writes_verdicts(cifar, tmp_path):
 
 def test_bad_option_is_refused_with_what_is_accepted(tmp_path):
     r = _check("--fast", tmp_path)
-    assert r.returncode == 2 and "unknown option --fast (accepted: --dry, --book, --wheels DIR, OUTDIR)" in r.stderr
+    assert r.returncode == 2 and "unknown option --fast (accepted: --dry, --book, --wheels DIR, OUTDIR; --help)" in r.stderr
+
+
+def test_wheels_must_name_a_folder(tmp_path):
+    r = _check("--wheels", tmp_path / "none", tmp_path / "out")
+    assert r.returncode == 2 and "--wheels needs a folder of wheels" in r.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")

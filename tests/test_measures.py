@@ -110,3 +110,28 @@ def test_progress_table_at_the_end_equals_the_claim_pages(setup):
     np.testing.assert_allclose(end["C2"], inv.loc[end.index, "invariance"])
     np.testing.assert_allclose(end["C3"], er.loc[end.index, "log_ratio"])
     assert sorted(set(prog["progress"])) == [0.25, 0.5, 1.0]
+
+
+def test_probes_and_tangent_planes_use_n_probe_train_images(setup, monkeypatch):
+    """n_probe_train > 0 (the gpu-lite preset): the probes and C4's tangent planes use that many class-balanced
+    training images drawn by the run's seed, not the run's whole training subset."""
+    from sslgeo_lib import embed
+
+    ev, runs, _ = setup
+    sizes = []
+    real = embed.clean_features
+
+    def spy(run, split, n, device="cpu"):
+        out = real(run, split, n, device)
+        if split == "train":
+            sizes.append((n, len(out["y"]), np.bincount(out["y"]).min(), np.bincount(out["y"]).max()))
+        return out
+
+    monkeypatch.setattr(measures, "clean_features", spy)
+    small = ev.replace(n_probe_train=300)
+    df = measures.transfer_table(runs[:1], small)
+    measures.tangent_table(runs[:1], small)
+    assert sizes and all(s == (300, 300, 30, 30) for s in sizes)  # 30 of each of the 10 classes
+    assert df["linear"].between(0, 1).all()
+    with pytest.raises(ValueError, match="n_probe_train must be >= 0"):
+        ev.replace(n_probe_train=-1)
