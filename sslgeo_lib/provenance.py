@@ -42,13 +42,18 @@ def git_state() -> tuple[str | None, bool | None]:
     return sha, dirty
 
 
+def device_name(device: torch.device) -> str:
+    """The GPU's name for a CUDA device, else the CPU's model name."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+
+
 def provenance(device: torch.device, dtype, channels_last: bool, threads: int, dataset: str = "cifar10") -> dict:
     """A JSON-able record of the code, packages, device, numeric settings and data (its absolute source path and
     content fingerprint) a run was made with."""
     from sslgeo_lib.data import data_source, load_dataset
 
     sha, dirty = git_state()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    name = device_name(device)
     return {"git_sha": sha, "git_dirty": dirty, "python": platform.python_version(),
             "packages": {p: package_version(p) for p in PACKAGES},
             "device": str(device), "device_name": name, "precision": "bf16" if dtype else "fp32",

@@ -201,9 +201,6 @@ def entry_path(cfg: RunConfig, device=None) -> Path:
     return runs_dir() / run_id(cfg, device)
 
 
-NUMERICS = tuple({"device": d, "precision": p} for d in ("cuda", "cpu") for p in ("bf16", "fp32"))
-
-
 def find_entry(cfg: RunConfig, device=None) -> Path:
     """`cfg`'s complete entry: the one named with this machine's numerics, else one trained with other numerics
     (on a GPU, or on a CPU with or without bf16) under the same code and data, so that runs trained on a cluster's
@@ -211,7 +208,7 @@ def find_entry(cfg: RunConfig, device=None) -> Path:
     here = entry_path(cfg, device)
     if check_entry(here, cfg) is None:
         return here
-    for numbers in NUMERICS:
+    for numbers in ({"device": d, "precision": p} for d in ("cuda", "cpu") for p in ("bf16", "fp32")):
         path = runs_dir() / run_id(cfg, numbers=numbers)
         if path != here and check_entry(path, cfg) is None:
             return path

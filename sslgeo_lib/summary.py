@@ -40,10 +40,9 @@ def primary_results(p: Preset, shapes: bool = True) -> dict[str, ClaimResult]:
 def verdict_record(p: Preset, results: dict[str, ClaimResult]) -> dict:
     """A JSON-able record of `results`: each claim's statistic, estimate, interval, negligible band, verdict and
     its words, and the provenance (code commit, device, package versions, the runs behind it and their speed)."""
-    import torch
-
-    from sslgeo_lib.provenance import PACKAGES, cpu_name, git_state, package_version
+    from sslgeo_lib.provenance import PACKAGES, device_name, git_state, package_version
     from sslgeo_lib.store import load_run
+    from sslgeo_lib.training.loop import default_device
 
     sha, dirty = git_state()
     runs = [r for r in map(load_run, p.configs()) if r is not None]
@@ -52,7 +51,7 @@ def verdict_record(p: Preset, results: dict[str, ClaimResult]) -> dict:
         "preset": p.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "commit": sha, "uncommitted_changes": dirty,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_name(),
+        "device": device_name(default_device()),
         "python": platform.python_version(), "packages": {k: package_version(k) for k in PACKAGES},
         "sweep": {"strengths": list(p.strengths), "seeds": list(p.seeds), "encoder": p.base.encoder,
                   "epochs": p.base.epochs, "n_train": p.base.n_train, "eval": p.eval.__dict__ | {

@@ -8,9 +8,10 @@ from sslgeo_lib.training.augment import augment
 from sslgeo_lib.training.loop import default_device
 
 LIB = Path(__file__).resolve().parents[1] / "sslgeo_lib"
-# The only places allowed to name a device: choosing one, and asking what it supports.
+# The only places allowed to name a device: choosing one, asking what it supports or what it is called, and
+# looking a stored run up under the numerics of another kind of device.
 ALLOWED = {("training/loop.py", "default_device"), ("training/loop.py", "autocast_dtype"),
-           ("provenance.py", "provenance"), ("presets.py", "resolve_preset_name")}
+           ("provenance.py", "device_name"), ("presets.py", "resolve_preset_name"), ("store.py", "find_entry")}
 
 
 def _functions_naming_cuda():
