@@ -16,21 +16,23 @@
 #   internet; torch and torchvision are never replaced: the machine's own CUDA build is kept).
 # Every part's output goes to OUTDIR (default gpu_check_out); the exit status is non-zero if any part failed.
 set -uo pipefail
-usage() { echo "gpu_check: $1 (accepted: --dry, --book, --wheels DIR, OUTDIR; --help)" >&2; exit 2; }
+die() { echo "gpu_check: $1" >&2; exit 2; }
+usage() { die "$1 (accepted: --dry, --book, --wheels DIR, OUTDIR; --help)"; }
 dry=0 book=0 wheels="" out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry) dry=1 ;;
     --book) book=1 ;;
     --wheels) [ $# -ge 2 ] && [ -d "$2" ] || usage "--wheels needs a folder of wheels"; wheels="$(cd "$2" && pwd)"; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     -*) usage "unknown option $1" ;;
     *) out="$1" ;;
   esac
   shift
 done
 # relative paths mean the directory the user ran from, as everywhere in sslgeo
-out="$(mkdir -p "${out:-${OUT:-gpu_check_out}}" && cd "${out:-${OUT:-gpu_check_out}}" && pwd)" || usage "cannot create OUTDIR"
+out="${out:-${OUT:-gpu_check_out}}"
+out="$(mkdir -p "$out" && cd "$out" && pwd)" || die "cannot create the output folder $out"
 for v in SSLGEO_DATA SSLGEO_RUNS SSLGEO_CACHE; do
   if [ -n "${!v:-}" ] && [ "${!v#/}" = "${!v}" ]; then export "$v=$PWD/${!v}"; fi
 done
@@ -54,8 +56,12 @@ timed() {  # timed NAME COMMAND...: run it, log to OUTDIR/NAME.txt, record its s
 modules="torch:torch torchvision:torchvision kornia:kornia sklearn:scikit-learn skdim:scikit-dimension
 safetensors:safetensors pandas:pandas seaborn:seaborn tqdm:tqdm papermill:papermill pytest:pytest myst_nb:myst-nb
 jupyter_book:jupyter-book ipykernel:ipykernel"
-lacking() {  # the requirement names whose module does not import here
-  for pair in $modules; do "$PY" -c "import ${pair%%:*}" 2> /dev/null || printf '%s ' "${pair#*:}"; done
+lacking() {  # the requirement names whose module is not installed here (one interpreter, nothing imported)
+  # shellcheck disable=SC2086
+  "$PY" - $modules <<'PY'
+import importlib.util, sys
+print(" ".join(p.split(":")[1] for p in sys.argv[1:] if importlib.util.find_spec(p.split(":")[0]) is None))
+PY
 }
 missing=$(lacking)
 if [ -n "$missing" ] && [ -n "$wheels" ]; then
@@ -63,7 +69,7 @@ if [ -n "$missing" ] && [ -n "$wheels" ]; then
   if [ -n "$reqs" ]; then
     echo "installing from $wheels: $reqs"
     # shellcheck disable=SC2086
-    "$PY" -m pip install --quiet --no-index --find-links "$wheels" $reqs || usage "pip could not install $reqs from $wheels"
+    "$PY" -m pip install --quiet --no-index --find-links "$wheels" $reqs || die "pip could not install $reqs from $wheels"
   fi
   missing=$(lacking)
 fi
@@ -73,12 +79,12 @@ if [ -n "$missing" ]; then
   exit 2
 fi
 if [ $dry -eq 1 ]; then
-  preset=smoke; book_preset=smoke; device="none: a dry run on the CPU"
+  preset=smoke; device="none: a dry run on the CPU"
   short=(-p preset smoke -p epochs 1 -p strengths "[0.0, 1.0]" -p seeds "[0]")
 else
-  preset=gpu; book_preset=gpu-lite
+  preset=$([ $book -eq 1 ] && echo gpu-lite || echo gpu)
   "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || {
-    echo "gpu_check: torch sees no CUDA GPU here; use --dry to check the script on a CPU" >&2; exit 2; }
+    die "torch sees no CUDA GPU here; use --dry to check the script on a CPU"; }
   device=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -n 1)
   [ -n "$device" ] || device=$("$PY" -c "import torch; print(torch.cuda.get_device_name())")
   short=(-p preset gpu -p epochs 3 -p strengths "[0.0, 1.0]" -p seeds "[0]")
@@ -94,11 +100,9 @@ if [ $book -eq 0 ]; then
   step "1. tests of the training path, CUDA as the default device"
   tests=(tests/test_device.py tests/test_augment.py tests/test_losses.py tests/test_models.py tests/test_train.py
          tests/test_embed.py)
-  if [ $dry -eq 1 ]; then
-    timed tests "$PY" -m pytest -q -p no:cacheprovider --collect-only "${tests[@]}"
-  else
-    timed tests "$PY" -m pytest -q -p no:cacheprovider "${tests[@]}"
-  fi
+  collect=$([ $dry -eq 1 ] && echo --collect-only)  # dry: the CPU has no CUDA to test
+  # shellcheck disable=SC2086
+  timed tests "$PY" -m pytest -q -p no:cacheprovider $collect "${tests[@]}"
   tail -n 3 "$out/tests.txt"
 
   step "2. training throughput, $preset preset: ours vs the reference pipeline"
@@ -130,19 +134,16 @@ PY
   timed short_run "$PY" "$out/short_run.py" "$out/c2_invariance.ipynb" "$device" "${short[@]}"
   cat "$out/short_run.txt"
 else
-  step "the GPU edition: the $book_preset preset's sweep, the core chapters, the verdicts"
-  if [ ! -f _vendor/mathjax/tex-svg-full.js ]; then
-    echo "gpu_check: _vendor/mathjax is missing; run 'make static' on a machine with npm and bring _vendor along" >&2
-    exit 2
-  fi
-  export SSLGEO_PRESET=$book_preset
-  timed train "$PY" -m sslgeo_lib.cli train --preset "$book_preset" --main-only --quiet
+  step "the GPU edition: the $preset preset's sweep, the core chapters, the verdicts"
+  [ -f _vendor/mathjax/tex-svg-full.js ] ||
+    die "_vendor/mathjax is missing; run 'make static' on a machine with npm and bring _vendor along"
+  timed train "$PY" -m sslgeo_lib.cli train --preset "$preset" --main-only --quiet
   tail -n 8 "$out/train.txt"
   rm -rf "$out/book"
   timed build "$PY" -c "import sys; from jupyter_book.cli.main import main; sys.exit(main())" \
     build . -W -n --keep-going --toc _toc_core.yml --path-output "$out/book"
   tail -n 5 "$out/build.txt"
-  timed verdicts "$PY" -m sslgeo_lib.cli verdicts --preset "$book_preset" --main-only --out "$out/verdicts.json"
+  timed verdicts "$PY" -m sslgeo_lib.cli verdicts --preset "$preset" --main-only --out "$out/verdicts.json"
   cat "$out/verdicts.txt"
   echo "the book: $out/book/_build/html/index.html"
 fi

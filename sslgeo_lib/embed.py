@@ -108,11 +108,18 @@ def clean_features(run, split: str, n: int, device="cpu") -> dict[str, np.ndarra
     def compute():
         data = load_dataset(run.config.dataset)
         x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
-        idx = (class_balanced_subset(y, run.config.n_train, run.config.subset_seed)
-               if split == "train" and n == 0 else eval_indices(y, n, seed))
+        idx = split_indices(run.config, split, y, n)
         return {**embed(run.model(device), x[idx], device), "y": y[idx], "index": idx}
 
     return run.cached(f"clean-{split}", {"n": n, "seed": seed}, compute, FEATURE_CODE)
+
+
+def split_indices(cfg, split: str, y: np.ndarray, n: int) -> np.ndarray:
+    """The evaluation images of a split for the run `cfg`: `n` drawn class-balanced by its seed, or with
+    n = 0 all of them ("test") or its own training subset ("train")."""
+    if split == "train" and n == 0:
+        return class_balanced_subset(y, cfg.n_train, cfg.subset_seed)
+    return eval_indices(y, n, cfg.seed)
 
 
 def view_features(run, n: int, strength: float, n_views: int, device="cpu",

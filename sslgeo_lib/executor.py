@@ -6,7 +6,7 @@ The Ray executor connects to `address` (else Ray's own `$RAY_ADDRESS`, else it s
 submits one task per missing run: one GPU each when the cluster has GPUs, else `TRAINING_THREADS` CPUs. Each
 task runs `sweep.train_or_load`, so the store's per-run lock makes concurrent drivers safe (a run is trained
 once; the other task waits and loads it) and an interrupted run resumes from its checkpoint. A failed task is
-reported with its run id and resubmitted (up to `retries` times); it resumes from the checkpoint its attempt left.
+reported with its run id and resubmitted (up to `RETRIES` times); it resumes from the checkpoint its attempt left.
 The workers must run the same sslgeo training code and see the same store, data and cache paths (sent to them as
 environment variables); a worker whose code differs is an error, never a silently different run.
 """
@@ -100,15 +100,15 @@ def _label(cfg: RunConfig) -> str:
     return f"s={cfg.strength:g} seed={cfg.seed}{shape}{beyond}"
 
 
-def train_on_ray(configs: list[RunConfig], address: str | None = None, progress: bool = True,
-                 retries: int = RETRIES, gpus: float | None = None) -> dict[RunConfig, RayOutcome]:
+def train_on_ray(configs: list[RunConfig], address: str | None = None,
+                 progress: bool = True) -> dict[RunConfig, RayOutcome]:
     """Train (or load) every run of `configs` as Ray tasks; return each run's outcome once all have ended.
 
     `address`: a running cluster ("auto", "HOST:PORT" or "ray://HOST:PORT"); None uses $RAY_ADDRESS, and without
-    it starts a new Ray instance on this machine (stopped again at the end). `gpus`: GPUs per run (None: 1 when
-    the cluster has GPUs, else 0); every run also takes `TRAINING_THREADS` CPUs. A progress bar counts finished
-    runs and shows which are training and where; each run's end is a line with its id. A run whose task fails is
-    reported and resubmitted up to `retries` times (it resumes from the checkpoint its attempt left), unless the
+    it starts a new Ray instance on this machine (stopped again at the end). Each run takes one GPU when the
+    cluster has GPUs, and `TRAINING_THREADS` CPUs. A progress bar counts finished runs and shows which are
+    training and where (a display only: if it cannot be read, the sweep goes on); each run's end is a line with
+    its id. A run whose task fails is reported and resubmitted up to `RETRIES` times (it resumes from the checkpoint its attempt left), unless the
     failure cannot change on a retry (a bad config, store or data; another code version on a node: `SweepError`
     at once); runs that still fail raise `SweepError` naming each, after every other run has ended.
     """
@@ -117,25 +117,30 @@ def train_on_ray(configs: list[RunConfig], address: str | None = None, progress:
     except ImportError:
         raise SweepError("the ray executor needs Ray: pip install -r requirements.txt (or pip install 'sslgeo[ray]'),"
                          " or use --executor local") from None
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     from tqdm.auto import tqdm
 
     from sslgeo_lib.data import fingerprint
-    from sslgeo_lib.store import StoreError, code_hash, runs_dir
+    from sslgeo_lib.store import LOCKS, StoreError, code_hash, runs_dir
     from sslgeo_lib.training.loop import TRAINING_THREADS
 
-    if retries < 0:
-        raise ValueError(f"retries must be >= 0, got {retries}")
     configs = list(dict.fromkeys(configs))
     final = (ValueError, TypeError, KeyError, StoreError, FileNotFoundError)  # a retry cannot change these
     started = not ray.is_initialized()
     if started:  # "local": a new instance here, never another user's cluster that `ray start` left running
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", logging_level="WARNING",
-                 log_to_driver=True)
-    marker = Path(".locks") / f"driver-{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", logging_level="WARNING")
+    marker = Path(LOCKS) / f"driver-{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
     try:
-        if gpus is None:
-            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-        board = ray.remote(_Board).options(num_cpus=0).remote()
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        board = ray.remote(_Board).options(num_cpus=0, scheduling_strategy=here).remote()  # on the driver's node
+
+        def where() -> dict[int, tuple[str, str]]:
+            try:
+                return ray.get(board.status.remote(), timeout=POLL_SECONDS)
+            except (ray.exceptions.RayError, TimeoutError):  # GetTimeoutError is both
+                return {}
+
         task = ray.remote(_train_task).options(
             name=TASK_NAME, num_cpus=TRAINING_THREADS, num_gpus=gpus, max_retries=0,
             runtime_env={"env_vars": worker_env()})
@@ -164,17 +169,17 @@ def train_on_ray(configs: list[RunConfig], address: str | None = None, progress:
                         cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else None
                         if isinstance(cause, SweepError):
                             raise cause from None  # a node that cannot train this driver's runs
-                        _host, name = ray.get(board.status.remote()).get(i, ("", "(not started)"))
-                        if attempt <= retries and not isinstance(cause, final):
+                        _host, name = where().get(i, ("", "(not started)"))
+                        board.end.remote(i)  # before a new attempt can announce itself
+                        if attempt <= RETRIES and not isinstance(cause, final):
                             ckpt = name != "(not started)" and (runs_dir() / name / "checkpoint.pt").is_file()
                             say(f"run {name} {_label(cfg)} failed on attempt {attempt} ({reason}); retrying "
                                 + ("from its checkpoint" if ckpt else "from the start (no checkpoint yet)"))
                             pending[submit(i)] = (i, attempt + 1)
                         else:
                             failed[cfg] = f"run {name}: {reason}"
-                            say(f"run {name} {_label(cfg)} FAILED on attempt {attempt} of {retries + 1}: {reason}")
+                            say(f"run {name} {_label(cfg)} FAILED on attempt {attempt} of {RETRIES + 1}: {reason}")
                             bar.update()
-                        board.end.remote(i)
                         continue
                     board.end.remote(i)
                     out = RayOutcome(Path(r["path"]), r["action"], r["from_epoch"], attempt, r["host"], r["seconds"])
@@ -183,8 +188,7 @@ def train_on_ray(configs: list[RunConfig], address: str | None = None, progress:
                     say(f"run {out.path.name} {_label(cfg)}: {out.action}{resumed} on {out.host} "
                               f"in {out.seconds / 60:.1f} min (attempt {attempt})")
                     bar.update()
-                where = ray.get(board.status.remote())
-                bar.set_postfix_str(_status(where, [configs[i] for i, _ in pending.values()],
+                bar.set_postfix_str(_status(where(), [configs[i] for i, _ in pending.values()],
                                             [i for i, _ in pending.values()], len(failed)), refresh=True)
         except BaseException:
             for ref in pending:  # an interrupted driver leaves nothing training on its behalf
@@ -196,7 +200,7 @@ def train_on_ray(configs: list[RunConfig], address: str | None = None, progress:
             print(f"ray: {len(done)} of {len(configs)} runs in {(time.perf_counter() - t_start) / 60:.1f} min",
                   flush=True)
         if failed:
-            raise SweepError(f"{len(failed)} run(s) failed (each retried up to {retries} times where a retry could "
+            raise SweepError(f"{len(failed)} run(s) failed (each retried up to {RETRIES} times where a retry could "
                              f"help): "
                              + "; ".join(f"{_label(c)} ({why})" for c, why in failed.items()))
         return {c: done[c] for c in configs}  # in the order given

@@ -7,6 +7,7 @@ never blocks another.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -47,7 +48,9 @@ def file_lock(path: Path, blocking: bool = True, on_wait: Callable | None = None
     # else read-only (a local flock needs no write access), so users sharing a store share its locks
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-    except PermissionError:
+    except OSError as exc:  # not ours to write, or a read-only file system
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666)
     try:
         try:

@@ -87,7 +87,8 @@ def transfer_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
             rows.append({"layer": layer, "depth": depth, "linear": lin["accuracy"], "knn": knn, "C": lin["C"]})
         return rows
 
-    return _table(runs, "transfer", ev, ("n_test", "knn_k", "probe_c_grid", "probe_val_fraction"), rows_of)
+    return _table(runs, "transfer", ev, ("n_test", "n_probe_train", "knn_k", "probe_c_grid", "probe_val_fraction"),
+                  rows_of)
 
 
 # --- C3 ------------------------------------------------------------------------------------------
@@ -188,8 +189,8 @@ def tangent_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
     def rows_of(run):
         return _tangent_rows(run, ev)
 
-    return _table(runs, "tangent", ev, ("n_test", "n_anchor", "n_views", "tangent_k", "tangent_d",
-                                        "small_strength", "aug_dims"), rows_of)
+    return _table(runs, "tangent", ev, ("n_test", "n_anchor", "n_probe_train", "n_views", "tangent_k",
+                                        "tangent_d", "small_strength", "aug_dims"), rows_of)
 
 
 def _without(bases, anchors: np.ndarray) -> list[np.ndarray]:
@@ -328,6 +329,6 @@ def progress_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
     frames = []
     for epoch in sorted({e for r in runs for e in r.epochs}):
         at = [r.at(epoch) for r in runs if epoch in r.epochs]
-        frame = _table(at, "progress", ev, ("n_test", "n_views", "knn_k"), rows_of)
+        frame = _table(at, "progress", ev, ("n_test", "n_probe_train", "n_views", "knn_k"), rows_of)
         frames.append(frame.assign(epoch=epoch, progress=epoch / at[0].config.epochs))
     return pd.concat(frames, ignore_index=True)

@@ -47,16 +47,19 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
+def environment() -> dict:
+    """The code (git commit, and whether the library has uncommitted changes), Python and package versions."""
+    sha, dirty = git_state()
+    return {"git_sha": sha, "git_dirty": dirty, "python": platform.python_version(),
+            "packages": {p: package_version(p) for p in PACKAGES}}
+
+
 def provenance(device: torch.device, dtype, channels_last: bool, threads: int, dataset: str = "cifar10") -> dict:
     """A JSON-able record of the code, packages, device, numeric settings and data (its absolute source path and
     content fingerprint) a run was made with."""
     from sslgeo_lib.data import data_source, load_dataset
 
-    sha, dirty = git_state()
-    name = device_name(device)
-    return {"git_sha": sha, "git_dirty": dirty, "python": platform.python_version(),
-            "packages": {p: package_version(p) for p in PACKAGES},
-            "device": str(device), "device_name": name, "precision": "bf16" if dtype else "fp32",
+    return {**environment(), "device": str(device), "device_name": device_name(device), "precision": "bf16" if dtype else "fp32",
             "channels_last": channels_last, "threads": threads,
             "data": {"dataset": dataset, "source": str(data_source(dataset)),
                      "fingerprint": load_dataset(dataset).fingerprint},

@@ -118,25 +118,33 @@ class Run:
         return own if _writable(own if own.is_dir() else self.path) else cache_dir() / "derived" / self.path.name
 
     def cached(self, name: str, settings: dict, compute: Callable, code: tuple[str, ...]):
-        """The result of `compute()`, stored under this run and reused while `settings` and the modules named
-        in `code` are unchanged. A dict of numpy arrays is stored as .npz; a list of dicts (tidy rows) as JSON."""
+        """`cached_result` stored under this run (its own cache/ folder first, else `cache_folder`), keyed also
+        by the snapshot epoch when this is a snapshot."""
         if self.epoch is not None:
             settings = {**settings, "snapshot_epoch": self.epoch}
-        key = hashlib.sha256((json.dumps(settings, sort_keys=True) + code_hash(code)).encode()).hexdigest()[:16]
-        stem = self.cache_folder() / f"{name}-{key}"
-        for folder in dict.fromkeys((self.path / "cache", stem.parent)):  # the entry's own cache first
-            for path, read in ((folder / f"{stem.name}.npz", _read_npz), (folder / f"{stem.name}.json", _read_rows)):
-                if path.is_file():
-                    try:
-                        return read(path)
-                    except (OSError, ValueError) as exc:
-                        warnings.warn(f"unreadable cache {path} ({exc}); recomputing", stacklevel=2)
-        value = compute()
-        if isinstance(value, dict):
-            atomic_write(stem.with_suffix(".npz"), lambda f: np.savez(f, **value))
-        else:
-            write_json(stem.with_suffix(".json"), value)
-        return value
+        return cached_result(name, settings, compute, code, self.cache_folder(), self.path / "cache")
+
+
+def cached_result(name: str, settings: dict, compute: Callable, code: tuple[str, ...], folder: Path,
+                  also_read: Path | None = None):
+    """The result of `compute()`, stored in `folder` (and looked for first in `also_read`), reused while
+    `settings` and the library modules named in `code` are unchanged. A dict of numpy arrays is stored as .npz;
+    a list of dicts (tidy rows) as JSON. An unreadable stored result is recomputed, with a warning."""
+    key = hashlib.sha256((json.dumps(settings, sort_keys=True) + code_hash(code)).encode()).hexdigest()[:16]
+    stem = folder / f"{name}-{key}"
+    for where in dict.fromkeys(f for f in (also_read, folder) if f is not None):
+        for path, read in ((where / f"{stem.name}.npz", _read_npz), (where / f"{stem.name}.json", _read_rows)):
+            if path.is_file():
+                try:
+                    return read(path)
+                except (OSError, ValueError) as exc:
+                    warnings.warn(f"unreadable cache {path} ({exc}); recomputing", stacklevel=3)
+    value = compute()
+    if isinstance(value, dict):
+        atomic_write(stem.with_suffix(".npz"), lambda f: np.savez(f, **value))
+    else:
+        write_json(stem.with_suffix(".json"), value)
+    return value
 
 
 def _read_npz(path: Path) -> dict:
@@ -201,10 +209,10 @@ def entry_path(cfg: RunConfig, device=None) -> Path:
     return runs_dir() / run_id(cfg, device)
 
 
-def find_entry(cfg: RunConfig, device=None) -> Path:
+def find_entry(cfg: RunConfig, device=None) -> Path | None:
     """`cfg`'s complete entry: the one named with this machine's numerics, else one trained with other numerics
     (on a GPU, or on a CPU with or without bf16) under the same code and data, so that runs trained on a cluster's
-    GPUs are read, not retrained, on a CPU; else `entry_path(cfg, device)`, where it would train."""
+    GPUs are read, not retrained, on a CPU; None when there is none (it would train at `entry_path(cfg, device)`)."""
     here = entry_path(cfg, device)
     if check_entry(here, cfg) is None:
         return here
@@ -212,7 +220,7 @@ def find_entry(cfg: RunConfig, device=None) -> Path:
         path = runs_dir() / run_id(cfg, numbers=numbers)
         if path != here and check_entry(path, cfg) is None:
             return path
-    return here
+    return None
 
 
 def lock_path(run: str) -> Path:
@@ -227,7 +235,7 @@ def read_entry(path: Path, cfg: RunConfig) -> Run:
 def load_run(cfg: RunConfig) -> Run | None:
     """The stored run for `cfg`, or None if absent or not intact."""
     path = find_entry(cfg)
-    return read_entry(path, cfg) if check_entry(path, cfg) is None else None
+    return None if path is None else read_entry(path, cfg)
 
 
 def check_store(cfg: RunConfig) -> None:

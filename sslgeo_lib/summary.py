@@ -3,7 +3,6 @@ preset's verdicts with its provenance (`sslgeo verdicts`, which the GPU check wr
 from __future__ import annotations
 
 import math
-import platform
 import time
 
 from sslgeo_lib.presets import Preset
@@ -18,7 +17,7 @@ def primary_results(p: Preset, shapes: bool = True) -> dict[str, ClaimResult]:
     trains here)."""
     from sslgeo_lib import claims, measures
     from sslgeo_lib.presets import theory_settings
-    from sslgeo_lib.store import check_entry, find_entry
+    from sslgeo_lib.store import find_entry
     from sslgeo_lib.sweep import sweep
     from sslgeo_lib.synthetic import theory_tables, theory_verdicts
 
@@ -32,34 +31,32 @@ def primary_results(p: Preset, shapes: bool = True) -> dict[str, ClaimResult]:
     }
     out["C7"] = theory_verdicts(*theory_tables(theory_settings(p.name)))["primary"]
     configs = p.shape_configs()
-    if shapes and all(check_entry(find_entry(c), c) is None for c in configs):
+    if shapes and all(find_entry(c) is not None for c in configs):
         out["C6"] = claims.shape_verdicts(measures.shape_table(sweep(p, configs=configs), ev))["primary"]
     return {c: out[c] for c in sorted(out)}
 
 
 def verdict_record(p: Preset, results: dict[str, ClaimResult]) -> dict:
-    """A JSON-able record of `results`: each claim's statistic, estimate, interval, negligible band, verdict and
-    its words, and the provenance (code commit, device, package versions, the runs behind it and their speed)."""
-    from sslgeo_lib.provenance import PACKAGES, device_name, git_state, package_version
+    """A JSON-able record of `results`: each claim's statistic, estimate, interval (and what it covers),
+    negligible band, verdict and its words; the preset's sweep and evaluation settings; the environment (code
+    commit, packages, the device the analysis ran on) and the runs behind it (where and how fast each trained)."""
+    import dataclasses
+
+    from sslgeo_lib.provenance import device_name, environment
     from sslgeo_lib.store import load_run
     from sslgeo_lib.training.loop import default_device
 
-    sha, dirty = git_state()
-    runs = [r for r in map(load_run, p.configs()) if r is not None]
     number = lambda x: None if x is None or not math.isfinite(x) else round(float(x), 6)  # noqa: E731 (JSON: no NaN)
+    runs = [load_run(c) for c in p.configs()]  # all stored: `results` were computed from them
     return {
-        "preset": p.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "commit": sha, "uncommitted_changes": dirty,
-        "device": device_name(default_device()),
-        "python": platform.python_version(), "packages": {k: package_version(k) for k in PACKAGES},
-        "sweep": {"strengths": list(p.strengths), "seeds": list(p.seeds), "encoder": p.base.encoder,
-                  "epochs": p.base.epochs, "n_train": p.base.n_train, "eval": p.eval.__dict__ | {
-                      "probe_c_grid": list(p.eval.probe_c_grid)}},
+        "preset": p.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **environment(), "analysis_device": device_name(default_device()),
+        "sweep": {"strengths": list(p.strengths), "seeds": list(p.seeds), "base": p.base.to_dict(),
+                  "eval": dataclasses.asdict(p.eval)},
         "runs": [{"id": r.id, "strength": r.config.strength, "seed": r.config.seed,
                   "images_per_s": number(r.metrics["images_per_s"]), "train_seconds": number(r.metrics["train_seconds"]),
                   "knn": number(r.metrics["knn"][-1]), "device": r.provenance["device_name"]} for r in runs],
         "claims": [{"claim": r.claim, "statistic": r.statistic, "estimate": number(r.estimate), "low": number(r.low),
-                    "high": number(r.high), "delta": number(r.delta), "direction": r.direction, "n_seeds": r.n_seeds,
-                    "verdict": r.verdict, "text": r.verdict_text()} for r in results.values()],
+                    "high": number(r.high), "covers": r.covers, "delta": number(r.delta), "direction": r.direction,
+                    "n_seeds": r.n_seeds, "verdict": r.verdict, "text": r.verdict_text()} for r in results.values()],
     }

@@ -38,9 +38,9 @@ def train_or_load(cfg: RunConfig, progress: bool = True, device=None) -> Outcome
     have finished it), and the store is checked for room before any training. A corrupt entry is reported
     with a warning, removed and retrained. A second call never retrains.
     """
-    path = find_entry(cfg, device)
-    if check_entry(path, cfg) is None:
-        return Outcome(read_entry(path, cfg), "stored")
+    stored = find_entry(cfg, device)
+    if stored is not None:
+        return Outcome(read_entry(stored, cfg), "stored")
     path = entry_path(cfg, device)
     check_store(cfg)
     check_fits(cfg)
@@ -64,7 +64,7 @@ def _train_entry(path, cfg: RunConfig, progress: bool, device) -> Outcome:
     from_epoch = 0
     if path.is_dir() and not path.is_symlink() and (path / "checkpoint.pt").is_file():
         warnings.warn(f"run {path.name} is {problem}; resuming from its last checkpoint", stacklevel=3)
-        from_epoch = checkpoint_epoch(path / "checkpoint.pt")
+        from_epoch = checkpoint_epoch(path / "checkpoint.pt", cfg)
     elif path.exists() or path.is_symlink():
         warnings.warn(f"run {path.name} is {problem}; retraining it", stacklevel=3)
         if path.is_dir() and not path.is_symlink() and is_run(path):
@@ -76,14 +76,17 @@ def _train_entry(path, cfg: RunConfig, progress: bool, device) -> Outcome:
     return Outcome(run, "resumed" if from_epoch else "trained", from_epoch)
 
 
-def checkpoint_epoch(path) -> int:
-    """The epochs a checkpoint has completed (0 when it cannot be read: training then starts afresh)."""
+def checkpoint_epoch(path, cfg: RunConfig) -> int:
+    """The epochs a checkpoint has completed; 0 when it is unreadable or lacks what the training loop resumes
+    from (the model, optimiser, metrics and, for BYOL, the target network): training then starts afresh."""
     import torch
 
+    needed = ("model", "opt", "epoch", "metrics") + (("target",) if cfg.method == "byol" else ())
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - an unreadable checkpoint is retrained, exactly as the training loop does
         return 0
+    return int(state["epoch"]) if all(k in state for k in needed) else 0
 
 
 def check_fits(cfg: RunConfig) -> None:
@@ -109,7 +112,7 @@ def sweep(preset: Preset, progress: bool = True, configs: list[RunConfig] | None
 
     executor = resolve_executor(executor)
     configs = preset.configs() if configs is None else list(dict.fromkeys(configs))  # each run once
-    missing = [c for c in configs if check_entry(find_entry(c), c) is not None]
+    missing = [c for c in configs if find_entry(c) is None]
     if missing:
         check_store(missing[0])
     data = load_dataset(preset.base.dataset)
@@ -148,11 +151,10 @@ def untrained_baseline(preset: Preset) -> pd.DataFrame:
     linear-probe accuracy of h (the C1 protocol). The floor that a trained encoder must beat.
     Columns: seed, knn, linear."""
     from sslgeo_lib.data import load_dataset
-    from sslgeo_lib.embed import encode, eval_indices
+    from sslgeo_lib.embed import encode, split_indices
     from sslgeo_lib.monitor import monitor_accuracy
     from sslgeo_lib.probes import linear_probe
     from sslgeo_lib.training.loop import default_device, new_model
-    from sslgeo_lib.training.subset import class_balanced_subset
 
     device, ev = default_device(), preset.eval
     data = load_dataset(preset.base.dataset)
@@ -160,8 +162,8 @@ def untrained_baseline(preset: Preset) -> pd.DataFrame:
     for seed in preset.seeds:
         cfg = preset.base.replace(seed=seed)
         model = new_model(cfg).to(device)
-        train = class_balanced_subset(data.y_train, cfg.n_train, cfg.subset_seed)
-        test = eval_indices(data.y_test, ev.test_size(len(data.y_test)), seed)
+        train = split_indices(cfg, "train", data.y_train, ev.n_probe_train)  # the probe images of trained runs
+        test = split_indices(cfg, "test", data.y_test, ev.test_size(len(data.y_test)))
         h_train = encode(model.encoder, data.x_train[train], device)
         h_test = encode(model.encoder, data.x_test[test], device)
         rows.append({"seed": seed, "knn": monitor_accuracy(model, cfg, device),

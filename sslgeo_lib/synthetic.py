@@ -21,6 +21,8 @@ from torch import nn
 
 from sslgeo_lib.training.losses import info_nce_euclidean, nt_xent
 
+THEORY_CODE = ("synthetic.py", "training/losses.py", "geometry.py")  # what C7's tables are computed by
+
 
 # --- (a) linear theory ---------------------------------------------------------------------------
 
@@ -416,32 +418,22 @@ def theory_verdicts(linear: "pd.DataFrame", toy: "pd.DataFrame") -> dict:
 
 
 def theory_tables(t) -> tuple["pd.DataFrame", "pd.DataFrame"]:
-    """C7's (linear, toy) tables for TheorySettings `t`: computed once per settings, code (this module and the
-    losses it trains with) and torch version, then read from $SSLGEO_CACHE/theory/ as JSON (the C7 page and the
-    summary page share one computation)."""
+    """C7's (linear, toy) tables for TheorySettings `t`: computed once per settings, code (this module, the
+    losses it trains with, the geometry it measures with) and torch version, then read from
+    $SSLGEO_CACHE/theory/ as JSON (the C7 page and the summary page share one computation)."""
     import dataclasses
-    import hashlib
-    import json
-    import warnings
-    from pathlib import Path
 
     import pandas as pd
 
     from sslgeo_lib.data import cache_dir
-    from sslgeo_lib.fileio import hash_files, write_json
-    from sslgeo_lib.training import losses
+    from sslgeo_lib.store import cached_result
 
-    settings = json.dumps(dataclasses.asdict(t), sort_keys=True)
-    code = hash_files([Path(__file__), Path(losses.__file__)])
-    path = cache_dir() / "theory" / f"{hashlib.sha256((settings + code + torch.__version__).encode()).hexdigest()[:16]}.json"
-    if path.is_file():
-        try:
-            cached = json.loads(path.read_text())
-            return tuple(pd.DataFrame(cached[k]["data"], columns=cached[k]["columns"]) for k in ("linear", "toy"))
-        except (OSError, ValueError, KeyError) as exc:
-            warnings.warn(f"unreadable theory cache {path} ({exc}); recomputing", stacklevel=2)
-    linear = linear_theory_table(LinearProblem.default(t.n_dims), t.strengths, t.seeds, steps=t.steps)
-    toy = toy_table(ToyManifold(), t.toy_strengths, t.seeds)
-    write_json(path, {"settings": json.loads(settings), "linear": linear.to_dict("split", index=False),
-                      "toy": toy.to_dict("split", index=False)})
-    return linear, toy
+    def compute():
+        linear = linear_theory_table(LinearProblem.default(t.n_dims), t.strengths, t.seeds, steps=t.steps)
+        toy = toy_table(ToyManifold(), t.toy_strengths, t.seeds)
+        return [{"table": name, **df.to_dict("split", index=False)} for name, df in (("linear", linear), ("toy", toy))]
+
+    settings = {**dataclasses.asdict(t), "torch": torch.__version__}
+    tables = cached_result("theory", settings, compute, THEORY_CODE, cache_dir() / "theory")
+    by_name = {table["table"]: pd.DataFrame(table["data"], columns=table["columns"]) for table in tables}
+    return by_name["linear"], by_name["toy"]

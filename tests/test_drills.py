@@ -451,6 +451,8 @@ try:
     get_or_train(cfg.replace(seed=5), progress=False)
 except StoreError as exc:
     print("refused:", exc)
+from sslgeo_lib.store import list_runs
+print([row["state"] for row in list_runs()])  # its locks are opened read-only: nothing reported unreadable
 """
 
 
@@ -474,6 +476,7 @@ def test_a_read_only_store_is_analysed_and_never_trained_into(area):
     out = finish(read_only_python(READ_ONLY, json.dumps(TINY.to_dict()), store=area / "runs")).splitlines()
     assert out[0] == str(area / "cache" / "derived" / run.id)
     assert out[1].startswith(f"refused: the run store {area / 'runs'} (SSLGEO_RUNS) is not writable")
+    assert out[2] == "['ok']"
     assert [p.name for p in (area / "cache" / "derived" / run.id).iterdir()][0].startswith("probe-")
     assert sorted(p.name for p in run.path.iterdir()) == sorted(["MANIFEST.json", "config.json", "metrics.json",
                                                                  "provenance.json", "weights.safetensors"])

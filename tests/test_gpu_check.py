@@ -3,6 +3,7 @@ between the sessions that have a GPU; and its refusals."""
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
 
 def _check(*args, timeout=900):
     return subprocess.run(["bash", str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHON": str(Path(os.sys.executable))})
+                          timeout=timeout, env={**os.environ, "PYTHON": str(Path(sys.executable))})
 
 
 def _times(out: Path) -> dict[str, int]:
@@ -62,3 +63,9 @@ def test_wheels_must_name_a_folder(tmp_path):
 def test_without_a_gpu_only_the_dry_mode_runs(tmp_path):
     r = _check(tmp_path / "out")
     assert r.returncode == 2 and "torch sees no CUDA GPU here; use --dry" in r.stderr
+
+
+def test_help_prints_the_whole_usage(tmp_path):
+    r = _check("--help")
+    assert r.returncode == 0 and r.stdout.startswith("# The GPU check")
+    assert r.stdout.rstrip().endswith("the exit status is non-zero if any part failed.")

@@ -114,24 +114,56 @@ def test_progress_table_at_the_end_equals_the_claim_pages(setup):
 
 def test_probes_and_tangent_planes_use_n_probe_train_images(setup, monkeypatch):
     """n_probe_train > 0 (the gpu-lite preset): the probes and C4's tangent planes use that many class-balanced
-    training images drawn by the run's seed, not the run's whole training subset."""
+    training images drawn by the run's seed, not the run's whole training subset; each table computed before
+    with the default setting is recomputed, not read from its cache."""
+    import inspect
+
     from sslgeo_lib import embed
 
     ev, runs, _ = setup
-    sizes = []
+    for table in (measures.transfer_table, measures.tangent_table, measures.progress_table):
+        table(runs[:1], ev)  # cache the default setting's rows
+    sizes = {}
     real = embed.clean_features
 
     def spy(run, split, n, device="cpu"):
         out = real(run, split, n, device)
         if split == "train":
-            sizes.append((n, len(out["y"]), np.bincount(out["y"]).min(), np.bincount(out["y"]).max()))
+            caller = inspect.stack()[1].function
+            sizes.setdefault(caller, []).append((n, len(out["y"]), np.bincount(out["y"]).min(),
+                                                 np.bincount(out["y"]).max()))
         return out
 
     monkeypatch.setattr(measures, "clean_features", spy)
     small = ev.replace(n_probe_train=300)
     df = measures.transfer_table(runs[:1], small)
     measures.tangent_table(runs[:1], small)
-    assert sizes and all(s == (300, 300, 30, 30) for s in sizes)  # 30 of each of the 10 classes
+    measures.progress_table(runs[:1], small)
+    assert set(sizes) == {"rows_of", "_tangent_rows"} and len(sizes["rows_of"]) == 1 + len(runs[0].epochs)
+    assert all(s == (300, 300, 30, 30) for calls in sizes.values() for s in calls)  # 30 of each of 10 classes
     assert df["linear"].between(0, 1).all()
     with pytest.raises(ValueError, match="n_probe_train must be >= 0"):
         ev.replace(n_probe_train=-1)
+
+
+def test_the_untrained_baseline_is_probed_on_the_trained_runs_images(setup, monkeypatch):
+    """The methods page's floor is probed like the trained runs: on their n_probe_train images when set, on
+    the run's own training subset otherwise, and on the same test images."""
+    import dataclasses
+
+    from sslgeo_lib import embed, probes
+    from sslgeo_lib.sweep import untrained_baseline
+
+    _, runs, p = setup
+    seen = []
+
+    def spy(h_train, y_train, h_test, y_test, *args):
+        seen.append((len(h_train), np.bincount(y_train).tolist(), len(h_test)))
+        return {"accuracy": 0.1}
+
+    monkeypatch.setattr(probes, "linear_probe", spy)
+    one = dataclasses.replace(p, seeds=(0,))
+    untrained_baseline(one)
+    untrained_baseline(dataclasses.replace(one, eval=p.eval.replace(n_probe_train=300)))
+    own = embed.clean_features(runs[0], "train", 0)["y"]
+    assert seen == [(len(own), np.bincount(own).tolist(), 200), (300, [30] * 10, 200)]

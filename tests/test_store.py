@@ -193,4 +193,20 @@ def test_a_run_trained_with_other_numerics_is_read_not_retrained(cifar, isolated
     out = train_or_load(TINY, progress=False)
     assert out.action == "stored" and out.run.path == gpu
     gpu.rename(isolated_store / "elsewhere")  # no entry under any numerics: it would train here
-    assert find_entry(TINY) == isolated_store / run_id(TINY)
+    assert find_entry(TINY) is None and load_run(TINY) is None
+
+
+def test_checkpoint_epoch_reports_only_what_the_training_loop_resumes_from(tmp_path):
+    """The epoch a resumed run is reported to start from is the loop's: 0 for a checkpoint it would discard."""
+    from sslgeo_lib.sweep import checkpoint_epoch
+
+    full = {"model": {}, "opt": {}, "epoch": 3, "metrics": {}}
+    simclr, byol = RunConfig(), RunConfig(method="byol")
+    cases = {"full": (full, 3, 0), "no-opt": ({k: v for k, v in full.items() if k != "opt"}, 0, 0),
+             "with-target": ({**full, "target": {}}, 3, 3)}
+    for name, (state, want_simclr, want_byol) in cases.items():
+        torch.save(state, tmp_path / name)
+        assert (checkpoint_epoch(tmp_path / name, simclr), checkpoint_epoch(tmp_path / name, byol)) == \
+            (want_simclr, want_byol), name
+    (tmp_path / "garbage").write_bytes(b"not a checkpoint")
+    assert checkpoint_epoch(tmp_path / "garbage", simclr) == 0

@@ -183,3 +183,10 @@ def test_theory_tables_are_computed_once_and_read_back_exactly(tmp_path, monkeyp
     other = TheorySettings(strengths=(0.5,), toy_strengths=(1.0,), seeds=(1,), n_dims=4, steps=20)
     with pytest.raises(pytest.fail.Exception, match="recomputed"):  # other settings: another entry
         synthetic.theory_tables(other)
+    from sslgeo_lib import store
+
+    real_hash = store.code_hash
+    monkeypatch.setattr(store, "code_hash", lambda modules=None: real_hash(modules) + (
+        "edited" if modules is not None and "geometry.py" in modules else ""))
+    with pytest.raises(pytest.fail.Exception, match="recomputed"):  # the geometry measuring the toy changed
+        synthetic.theory_tables(t)
