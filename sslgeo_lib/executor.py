@@ -125,7 +125,8 @@ def train_on_ray(configs: list[RunConfig], address: str | None = None,
     from sslgeo_lib.training.loop import TRAINING_THREADS
 
     configs = list(dict.fromkeys(configs))
-    final = (ValueError, TypeError, KeyError, StoreError, FileNotFoundError)  # a retry cannot change these
+    final = (ValueError, TypeError, KeyError, StoreError, FileNotFoundError,  # a retry cannot change these
+             FloatingPointError)
     started = not ray.is_initialized()
     if started:  # "local": a new instance here, never another user's cluster that `ray start` left running
         ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", logging_level="WARNING")

@@ -1,6 +1,7 @@
 """A preset's trained sweep: "load or train" for each run, and descriptions of the runs (tables, curves)."""
 from __future__ import annotations
 
+import math
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -71,6 +72,12 @@ def _train_entry(path, cfg: RunConfig, progress: bool, device) -> Outcome:
             shutil.rmtree(path)
     start_entry(path, cfg)
     result = train(cfg, path, progress=progress, device=device, monitor=monitor_for(cfg))
+    diverged = [e for e, v in zip(result.metrics["epoch"], result.metrics["loss"]) if not math.isfinite(v)]
+    if diverged:  # never stored: a NaN run would pass as complete and be analysed
+        shutil.rmtree(path)
+        raise FloatingPointError(f"run {path.name} diverged: its training loss was not finite from epoch "
+                                 f"{diverged[0]} on (lr={cfg.lr:g}, method {cfg.method}); nothing was stored. "
+                                 f"Train it with a smaller learning rate (RunConfig.lr; BeyondGrid.lr per objective)")
     run = write_entry(path, cfg, result.model, result.metrics,
                       provenance(result.device, result.dtype, result.channels_last, result.threads, cfg.dataset))
     return Outcome(run, "resumed" if from_epoch else "trained", from_epoch)

@@ -512,3 +512,13 @@ def test_a_lock_held_by_a_live_process_is_busy_and_released_by_its_death(area):
     t0 = time.perf_counter()
     with file_lock(lock, blocking=False):
         assert time.perf_counter() - t0 < 1
+
+
+def test_a_diverged_run_is_refused_and_not_stored(area):
+    """A run whose loss becomes NaN (VICReg at an absurd learning rate) is an error naming it, and leaves no entry:
+    a NaN run must never pass as complete and be analysed."""
+    cfg = TINY.replace(method="vicreg", lr=1e4)
+    with pytest.raises(FloatingPointError, match=r"diverged: its training loss was not finite from epoch 1 on "
+                                                 r"\(lr=10000, method vicreg\); nothing was stored"):
+        get_or_train(cfg, progress=False)
+    assert not (runs_dir() / run_id(cfg)).exists() and store.load_run(cfg) is None
