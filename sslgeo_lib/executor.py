@@ -13,9 +13,13 @@ environment variables); a worker whose code differs is an error, never a silentl
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import socket
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +104,103 @@ def _label(cfg: RunConfig) -> str:
     return f"s={cfg.strength:g} seed={cfg.seed}{shape}{beyond}"
 
 
+# A Ray instance this module starts for itself (no address given) is private to this driver: its own temporary
+# folder (removed afterwards), bound to 127.0.0.1 (Ray's documented switch for single-machine instances; nothing
+# from another host can join it), and token authentication with a token that lives only in this process's
+# environment and its workers'. Nothing is written to ~/.ray (Ray 2.60 would otherwise save a new token to
+# ~/.ray/auth_token, which later `ray start` and joins on this machine pick up). The user's own RAY_AUTH_MODE,
+# when set, is respected.
+PRIVATE_INSTANCE_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def private_instance_env() -> dict[str, str | None]:
+    """The environment a private Ray instance runs in (None = unset): loopback only, and token authentication
+    with a fresh in-memory token unless the user chose an auth mode."""
+    env: dict[str, str | None] = dict(PRIVATE_INSTANCE_ENV)
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() == "token":
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_AUTH_TOKEN_PATH=None)
+    return env
+
+
+@contextmanager
+def scoped_env(changes: dict[str, str | None]):
+    """Set (or, for None, unset) environment variables for the block; restore them afterwards."""
+    before = {k: os.environ.get(k) for k in changes}
+    try:
+        _set_env(changes)
+        yield
+    finally:
+        _set_env(before)
+
+
+def _set_env(values: dict[str, str | None]) -> None:
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@contextmanager
+def _loopback_only():
+    """Ray reads its single-machine switch (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: this node's address is
+    127.0.0.1) once, when it is first imported, and this process may have imported Ray already: the constant is
+    set for the block as the variable would have set it (the instance's own processes read the variable)."""
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+def _forget_ray_auth() -> None:
+    """Make Ray re-read its auth settings from the environment (it caches them per process)."""
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+    except ImportError:  # another Ray version: nothing cached under these names
+        return
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+@contextmanager
+def ray_connection(address: str | None = None):
+    """Ray, connected for the block: to `address` (else $RAY_ADDRESS), as Ray's own settings say (a cluster with
+    token authentication: RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+    ~/.ray/auth_token); without either, a private instance on this machine (see PRIVATE_INSTANCE_ENV), stopped
+    and removed at the end. A Ray already initialised in this process is used as it is. Yields the private
+    instance's temporary folder (None when it joined a cluster or found Ray initialised)."""
+    import ray
+
+    if ray.is_initialized():
+        yield None
+        return
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target:
+        ray.init(address=target, logging_level="WARNING")
+        try:
+            yield None
+        finally:
+            ray.shutdown()
+        return
+    tmp = tempfile.mkdtemp(prefix="sslgeo-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    try:
+        with scoped_env(private_instance_env()), _loopback_only():
+            _forget_ray_auth()
+            ray.init(address="local", _temp_dir=tmp, include_dashboard=False, logging_level="WARNING")
+            try:
+                yield tmp
+            finally:
+                ray.shutdown()
+    finally:
+        _forget_ray_auth()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def train_on_ray(configs: list[RunConfig], address: str | None = None,
                  progress: bool = True) -> dict[RunConfig, RayOutcome]:
     """Train (or load) every run of `configs` as Ray tasks; return each run's outcome once all have ended.
@@ -127,88 +228,84 @@ def train_on_ray(configs: list[RunConfig], address: str | None = None,
     configs = list(dict.fromkeys(configs))
     final = (ValueError, TypeError, KeyError, StoreError, FileNotFoundError,  # a retry cannot change these
              FloatingPointError)
-    started = not ray.is_initialized()
-    if started:  # "local": a new instance here, never another user's cluster that `ray start` left running
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", logging_level="WARNING")
     marker = Path(LOCKS) / f"driver-{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
-    try:
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-        board = ray.remote(_Board).options(num_cpus=0, scheduling_strategy=here).remote()  # on the driver's node
-
-        def where() -> dict[int, tuple[str, str]]:
-            try:
-                return ray.get(board.status.remote(), timeout=POLL_SECONDS)
-            except (ray.exceptions.RayError, TimeoutError):  # GetTimeoutError is both
-                return {}
-
-        task = ray.remote(_train_task).options(
-            name=TASK_NAME, num_cpus=TRAINING_THREADS, num_gpus=gpus, max_retries=0,
-            runtime_env={"env_vars": worker_env()})
-        code, data = code_hash(), {d: fingerprint(d) for d in {c.dataset for c in configs}}
-        (runs_dir() / marker).parent.mkdir(parents=True, exist_ok=True)
-        (runs_dir() / marker).touch()  # a worker that cannot see it does not share this store
-        submit = lambda i: task.remote(configs[i].to_dict(), code, data[configs[i].dataset], str(marker),  # noqa: E731
-                                       board, i)
-        pending = {submit(i): (i, 1) for i in range(len(configs))}
-        done: dict[RunConfig, RayOutcome] = {}
-        failed: dict[RunConfig, str] = {}
-        t_start = time.perf_counter()
-        say = lambda line: tqdm.write(line, file=sys.stderr)  # noqa: E731 - above the bar; also when it is off
-        bar = tqdm(total=len(configs), unit="run", desc=f"ray: {len(configs)} runs", disable=not progress,
-                   dynamic_ncols=True)
+    with ray_connection(address):
         try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
-                for ref in ready:
-                    i, attempt = pending.pop(ref)
-                    cfg = configs[i]
-                    try:
-                        r = ray.get(ref)
-                    except ray.exceptions.RayError as exc:
-                        reason = _reason(exc)
-                        cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else None
-                        if isinstance(cause, SweepError):
-                            raise cause from None  # a node that cannot train this driver's runs
-                        _host, name = where().get(i, ("", "(not started)"))
-                        board.end.remote(i)  # before a new attempt can announce itself
-                        if attempt <= RETRIES and not isinstance(cause, final):
-                            ckpt = name != "(not started)" and (runs_dir() / name / "checkpoint.pt").is_file()
-                            say(f"run {name} {_label(cfg)} failed on attempt {attempt} ({reason}); retrying "
-                                + ("from its checkpoint" if ckpt else "from the start (no checkpoint yet)"))
-                            pending[submit(i)] = (i, attempt + 1)
-                        else:
-                            failed[cfg] = f"run {name}: {reason}"
-                            say(f"run {name} {_label(cfg)} FAILED on attempt {attempt} of {RETRIES + 1}: {reason}")
-                            bar.update()
-                        continue
-                    board.end.remote(i)
-                    out = RayOutcome(Path(r["path"]), r["action"], r["from_epoch"], attempt, r["host"], r["seconds"])
-                    done[cfg] = out
-                    resumed = f" from epoch {out.from_epoch}" if out.action == "resumed" else ""
-                    say(f"run {out.path.name} {_label(cfg)}: {out.action}{resumed} on {out.host} "
-                              f"in {out.seconds / 60:.1f} min (attempt {attempt})")
-                    bar.update()
-                bar.set_postfix_str(_status(where(), [configs[i] for i, _ in pending.values()],
-                                            [i for i, _ in pending.values()], len(failed)), refresh=True)
-        except BaseException:
-            for ref in pending:  # an interrupted driver leaves nothing training on its behalf
-                ray.cancel(ref, force=True)
-            raise
+            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+            board = ray.remote(_Board).options(num_cpus=0, scheduling_strategy=here).remote()  # on the driver's node
+
+            def where() -> dict[int, tuple[str, str]]:
+                try:
+                    return ray.get(board.status.remote(), timeout=POLL_SECONDS)
+                except (ray.exceptions.RayError, TimeoutError):  # GetTimeoutError is both
+                    return {}
+
+            task = ray.remote(_train_task).options(
+                name=TASK_NAME, num_cpus=TRAINING_THREADS, num_gpus=gpus, max_retries=0,
+                runtime_env={"env_vars": worker_env()})
+            code, data = code_hash(), {d: fingerprint(d) for d in {c.dataset for c in configs}}
+            (runs_dir() / marker).parent.mkdir(parents=True, exist_ok=True)
+            (runs_dir() / marker).touch()  # a worker that cannot see it does not share this store
+            submit = lambda i: task.remote(configs[i].to_dict(), code, data[configs[i].dataset], str(marker),  # noqa: E731
+                                           board, i)
+            pending = {submit(i): (i, 1) for i in range(len(configs))}
+            done: dict[RunConfig, RayOutcome] = {}
+            failed: dict[RunConfig, str] = {}
+            t_start = time.perf_counter()
+            say = lambda line: tqdm.write(line, file=sys.stderr)  # noqa: E731 - above the bar; also when it is off
+            bar = tqdm(total=len(configs), unit="run", desc=f"ray: {len(configs)} runs", disable=not progress,
+                       dynamic_ncols=True)
+            try:
+                while pending:
+                    ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+                    for ref in ready:
+                        i, attempt = pending.pop(ref)
+                        cfg = configs[i]
+                        try:
+                            r = ray.get(ref)
+                        except ray.exceptions.RayError as exc:
+                            reason = _reason(exc)
+                            cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else None
+                            if isinstance(cause, SweepError):
+                                raise cause from None  # a node that cannot train this driver's runs
+                            _host, name = where().get(i, ("", "(not started)"))
+                            board.end.remote(i)  # before a new attempt can announce itself
+                            if attempt <= RETRIES and not isinstance(cause, final):
+                                ckpt = name != "(not started)" and (runs_dir() / name / "checkpoint.pt").is_file()
+                                say(f"run {name} {_label(cfg)} failed on attempt {attempt} ({reason}); retrying "
+                                    + ("from its checkpoint" if ckpt else "from the start (no checkpoint yet)"))
+                                pending[submit(i)] = (i, attempt + 1)
+                            else:
+                                failed[cfg] = f"run {name}: {reason}"
+                                say(f"run {name} {_label(cfg)} FAILED on attempt {attempt} of {RETRIES + 1}: {reason}")
+                                bar.update()
+                            continue
+                        board.end.remote(i)
+                        out = RayOutcome(Path(r["path"]), r["action"], r["from_epoch"], attempt, r["host"], r["seconds"])
+                        done[cfg] = out
+                        resumed = f" from epoch {out.from_epoch}" if out.action == "resumed" else ""
+                        say(f"run {out.path.name} {_label(cfg)}: {out.action}{resumed} on {out.host} "
+                                  f"in {out.seconds / 60:.1f} min (attempt {attempt})")
+                        bar.update()
+                    bar.set_postfix_str(_status(where(), [configs[i] for i, _ in pending.values()],
+                                                [i for i, _ in pending.values()], len(failed)), refresh=True)
+            except BaseException:
+                for ref in pending:  # an interrupted driver leaves nothing training on its behalf
+                    ray.cancel(ref, force=True)
+                raise
+            finally:
+                bar.close()
+            if progress:
+                print(f"ray: {len(done)} of {len(configs)} runs in {(time.perf_counter() - t_start) / 60:.1f} min",
+                      flush=True)
+            if failed:
+                raise SweepError(f"{len(failed)} run(s) failed (each retried up to {RETRIES} times where a retry could "
+                                 f"help): "
+                                 + "; ".join(f"{_label(c)} ({why})" for c, why in failed.items()))
+            return {c: done[c] for c in configs}  # in the order given
         finally:
-            bar.close()
-        if progress:
-            print(f"ray: {len(done)} of {len(configs)} runs in {(time.perf_counter() - t_start) / 60:.1f} min",
-                  flush=True)
-        if failed:
-            raise SweepError(f"{len(failed)} run(s) failed (each retried up to {RETRIES} times where a retry could "
-                             f"help): "
-                             + "; ".join(f"{_label(c)} ({why})" for c, why in failed.items()))
-        return {c: done[c] for c in configs}  # in the order given
-    finally:
-        (runs_dir() / marker).unlink(missing_ok=True)
-        if started:
-            ray.shutdown()
+            (runs_dir() / marker).unlink(missing_ok=True)
 
 
 def _reason(exc) -> str:

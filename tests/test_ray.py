@@ -4,6 +4,7 @@ reported, retried, and resumes from its checkpoint to the same weights; two driv
 once train each run once. Drivers run as separate processes, as users run them."""
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -62,18 +64,41 @@ def _processes_mentioning(text: str) -> list[int]:
     return sorted(found)
 
 
+@dataclass(frozen=True)
+class Cluster:
+    address: str
+    env: dict  # what the head and every driver run with
+
+
+def isolated_ray_env(home: Path) -> dict:
+    """An environment that no Ray state of the user's can reach: HOME is `home` (with a stray, wrong
+    ~/.ray/auth_token in it, as a local Ray run by an older version leaves), token authentication with a token
+    of its own (in the environment, which Ray reads before any token file), every address on 127.0.0.1 (Ray's
+    switch for single-machine instances), the decoded-data cache where this process has it."""
+    from sslgeo_lib.data import cache_dir
+    from sslgeo_lib.executor import PRIVATE_INSTANCE_ENV
+
+    (home / ".ray").mkdir(parents=True, exist_ok=True)
+    (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))  # stray: not the cluster's token
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
+    return {**env, **PRIVATE_INSTANCE_ENV, "HOME": str(home), "SSLGEO_CACHE": str(cache_dir()),
+            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+
 @pytest.fixture(scope="module")
 def cluster(cifar):
-    """A Ray head on 127.0.0.1 with its own temporary folder; stopped by killing its processes and their children
-    (never another Ray on this machine), and its folder removed."""
+    """A Ray head on 127.0.0.1 with its own temporary folder, HOME and token (`isolated_ray_env`: the drills pass
+    whatever the user's ~/.ray holds); stopped by killing its processes and their children (never another Ray on
+    this machine), and its folder removed."""
     tmp = tempfile.mkdtemp(prefix="sslgeo-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env = isolated_ray_env(Path(tmp) / "home")
     address = f"127.0.0.1:{_free_port()}"
     ray = str(Path(sys.executable).parent / "ray")
     try:
         subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={address.split(':')[1]}",
                         "--num-cpus=4", "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats",
-                        f"--temp-dir={tmp}"], check=True, capture_output=True, timeout=120)
-        yield address
+                        f"--temp-dir={tmp}/ray"], check=True, capture_output=True, timeout=120, env=env)
+        yield Cluster(address, env)
     finally:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in _processes_mentioning(tmp):
@@ -85,9 +110,10 @@ def cluster(cifar):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _drive(configs, address, store: Path, **popen):
-    env = {**os.environ, "SSLGEO_RUNS": str(store)}
-    return subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps([c.to_dict() for c in configs]), address],
+def _drive(configs, cluster: Cluster, store: Path, **popen):
+    env = {**cluster.env, "SSLGEO_RUNS": str(store)}
+    return subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps([c.to_dict() for c in configs]),
+                             cluster.address],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
@@ -183,6 +209,47 @@ def test_a_run_that_cannot_train_is_reported_once_not_retried(cluster, tmp_path)
     assert proc.returncode != 0 and "n_train=60,000 is larger than the 50,000 training images" in err
     assert "FAILED on attempt 1 of 3" in err and "retrying" not in err
     assert "SweepError: 1 run(s) failed" in err
+
+
+LOCAL_DRIVER = """
+import json, os, sys
+import ray
+from sslgeo_lib.config import RunConfig
+from sslgeo_lib.executor import ray_connection, train_on_ray
+watched = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+before = {k: os.environ.get(k) for k in watched}
+with ray_connection() as temp_dir:
+    seen = dict(temp_dir=temp_dir, nodes=[n["NodeManagerAddress"] for n in ray.nodes()],
+                mode=os.environ.get("RAY_AUTH_MODE"))
+    (out,) = train_on_ray([RunConfig(**json.loads(sys.argv[1]))], progress=False).values()
+print("LOCAL " + json.dumps(dict(seen, action=out.action, env_restored=before == {k: os.environ.get(k) for k in watched})))
+"""
+
+
+@pytest.mark.parametrize("stray_token", [False, True])
+def test_a_private_local_instance_leaves_nothing_behind(cifar, tmp_path, stray_token):
+    """The executor's own Ray instance (no address): bound to 127.0.0.1, token authentication with a token kept
+    in memory, and afterwards the user's HOME (empty, or holding a stray ~/.ray/auth_token) byte for byte as it
+    was, the instance's folder gone and the environment restored."""
+    from sslgeo_lib.data import cache_dir
+
+    home = tmp_path / "home"
+    home.mkdir()
+    if stray_token:
+        (home / ".ray").mkdir()
+        (home / ".ray" / "auth_token").write_text("stray")
+    snapshot = lambda: {str(f.relative_to(home)): f.read_bytes() for f in home.rglob("*") if f.is_file()}  # noqa: E731
+    before = snapshot()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env |= {"HOME": str(home), "SSLGEO_CACHE": str(cache_dir()), "SSLGEO_RUNS": str(tmp_path / "runs")}
+    cfg = RunConfig(**SMALL, epochs=1, strength=1.0)
+    proc = subprocess.run([sys.executable, "-c", LOCAL_DRIVER, json.dumps(cfg.to_dict())], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(next(ln for ln in proc.stdout.splitlines() if ln.startswith("LOCAL ")).removeprefix("LOCAL "))
+    assert seen["action"] == "trained" and seen["nodes"] == ["127.0.0.1"] and seen["mode"] == "token"
+    assert seen["env_restored"] and not Path(seen["temp_dir"]).exists()
+    assert snapshot() == before and sorted(p.name for p in home.iterdir()) == ([".ray"] if stray_token else [])
 
 
 def test_executor_choice_and_its_errors(monkeypatch):
