@@ -23,7 +23,8 @@ def _train(args) -> None:
         f"families")
     print(f"preset {p.name}: {len(configs)} runs (strengths {list(p.strengths)} x seeds {list(p.seeds)}{extra})",
           file=sys.stderr)
-    for run in sweep(p, progress=not args.quiet, configs=configs, executor=args.executor, address=args.address):
+    for run in sweep(p, progress=not args.quiet, configs=configs, executor=args.executor, address=args.address,
+                     allow_cpu=args.allow_cpu or None):
         m = run.metrics
         print(f"{run.id}  s={run.config.strength:<5g} seed={run.config.seed}  depth={run.config.projector_depth} "
               f"width={run.config.projector_width}  {run.config.method} {run.config.augment_family}  "
@@ -62,11 +63,17 @@ def _list(args) -> None:
 
 
 def _clean(args) -> None:
-    from sslgeo_lib.store import clean, runs_dir
+    from sslgeo_lib.store import clean, list_runs, runs_dir
 
-    removed = clean(stale_only=not args.all, dry_run=args.dry_run)
+    removed = clean(other_code=args.other_code, other_data=args.other_data, ids=args.runs, everything=args.all,
+                    dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(removed)} item(s) from {runs_dir()}" + ("".join(f"\n  {r}" for r in removed)))
+    gone = {r.split("/")[0] for r in removed}
+    kept = [r for r in list_runs() if r["kind"] == "run" and r["stale"] and r["id"] not in gone]
+    if kept:
+        print(f"kept {len(kept)} run(s) trained by other code or on other data (another checkout or SSLGEO_DATA may "
+              f"use them):" + "".join(f"\n  {r['id']}  {r['origin']}" for r in kept))
 
 
 def _params(args) -> None:
@@ -95,6 +102,9 @@ def main(argv=None) -> None:
                                      "Ray is started on this machine), e.g. auto or 10.0.0.1:6379")
     t.add_argument("--allow-large-sweep", action="store_true",
                    help="train a sweep larger than presets.MAX_SWEEP_RUNS runs")
+    t.add_argument("--allow-cpu", action="store_true",
+                   help="train a GPU preset (gpu-lite, gpu) on a machine without a GPU (refused otherwise: many "
+                        "hours per run); SSLGEO_ALLOW_CPU=1 does the same for notebooks")
     t.set_defaults(func=_train)
     v = sub.add_parser("verdicts", help="every claim's primary verdict for a preset, as JSON with its provenance "
                                         "(trains the preset's missing main-sweep runs)")
@@ -103,8 +113,15 @@ def main(argv=None) -> None:
     v.add_argument("--main-only", action="store_true", help="leave out C6 even where its runs are stored")
     v.set_defaults(func=_verdicts)
     sub.add_parser("list", help="list the stored runs and their status").set_defaults(func=_list)
-    c = sub.add_parser("clean", help="remove stale (older code or data), partial and corrupt runs, and leftover "
-                                     "temporary files; never anything that is not a run, nor a run being trained")
+    c = sub.add_parser("clean", help="remove what is provably garbage: partial and corrupt runs of this code and "
+                                     "data, and leftover temporary files; runs of other code or data are kept unless "
+                                     "named; never anything that is not a run, nor a run being trained")
+    c.add_argument("runs", nargs="*", metavar="RUN_ID", help="runs to remove, whatever they are (ids as sslgeo list "
+                                                            "shows them)")
+    c.add_argument("--other-code", action="store_true",
+                   help="also remove runs trained by other training code (e.g. another checkout sharing the store)")
+    c.add_argument("--other-data", action="store_true",
+                   help="also remove runs trained on other data than SSLGEO_DATA gives here")
     c.add_argument("--all", action="store_true", help="remove every run (still only runs)")
     c.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     c.set_defaults(func=_clean)
@@ -114,6 +131,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     try:
         args.func(args)
+    except KeyboardInterrupt:
+        resumes = (" A run stopped mid-training resumes from its last checkpoint (saved after every epoch) the next "
+                   "time it is asked for." if args.command == "train" else "")
+        parser.exit(130, f"sslgeo: interrupted.{resumes}\n")
     except KeyError as exc:
         parser.exit(2, f"sslgeo: error: {exc.args[0] if exc.args else exc}\n")
     except (ValueError, TypeError, OSError, pickle.UnpicklingError, SweepError) as exc:  # bad input, unusable

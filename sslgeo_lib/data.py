@@ -290,14 +290,37 @@ class SourceError(ValueError):
     """The data source is truncated, incomplete or holds an undecodable file (the file is named)."""
 
 
+# Bounds on what an archive may make us read (a small .tar.gz can unpack to anything): an image member larger than
+# MAX_IMAGE_BYTES, or image members adding up to more than MAX_ARCHIVE_BYTES, are refused by name. Members that are
+# not images of the tree are skipped without being read (streamed past, never held in memory).
+MAX_IMAGE_BYTES = 64 * 2**20     # 64 MiB: far above any photograph; a 32 px dataset image is a few KB
+MAX_ARCHIVE_BYTES = 16 * 2**30   # 16 GiB of image members in all (ImageNet's training set is about 140 GB)
+
+
+def _is_tree_image(name: str) -> bool:
+    """A member or file that the ImageFolder layout reads: <...>/train|test/<class>/<file> with an image suffix."""
+    parts = Path(name).parts
+    return len(parts) >= 3 and parts[-3] in _SPLITS and name.lower().endswith(_IMAGE_SUFFIXES)
+
+
 def _tar_members(path: Path):
-    """(name, byte reader) of each file member; a truncated archive raises SourceError naming it."""
+    """(name, byte reader) of each image member of the tree, streamed: a member is read only when its reader is
+    called (before the next member is reached), other members are skipped unread. A truncated archive, an image
+    member over MAX_IMAGE_BYTES or images over MAX_ARCHIVE_BYTES in all raise SourceError naming them."""
+    total = 0
     try:
         with tarfile.open(path) as tar:
             for m in tar:
-                if m.isfile():
-                    data = tar.extractfile(m).read()
-                    yield m.name, (lambda data=data: data)
+                if not (m.isfile() and _is_tree_image(m.name)):
+                    continue
+                if m.size > MAX_IMAGE_BYTES:
+                    raise SourceError(f"{path}: member {m.name} is {m.size:,} bytes, larger than the "
+                                      f"{MAX_IMAGE_BYTES:,} an image may be (data.MAX_IMAGE_BYTES); refused")
+                total += m.size
+                if total > MAX_ARCHIVE_BYTES:
+                    raise SourceError(f"{path}: its image members exceed {MAX_ARCHIVE_BYTES:,} bytes in all "
+                                      f"(data.MAX_ARCHIVE_BYTES) at member {m.name}; refused")
+                yield m.name, (lambda m=m: tar.extractfile(m).read())
             _check_end_of_archive(tar, path)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise SourceError(f"{path} is truncated or not a readable tar archive ({type(exc).__name__}: {exc})") from None
@@ -312,9 +335,32 @@ def _check_end_of_archive(tar: tarfile.TarFile, path: Path) -> None:
                           f"(after {tar.offset:,} bytes of members); copy it again")
 
 
+# Image modes and how they become 8-bit RGB: the 8-bit modes through PIL's conversion (alpha dropped, palette
+# looked up, CMYK and YCbCr converted); 16-bit greyscale ("I;16*", and "I" as PNG's 16-bit images open) scaled by
+# 255 / 65535 and rounded, never clipped; anything else refused by name.
+EIGHT_BIT_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
+SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """`img` as 8-bit RGB with its values kept (see EIGHT_BIT_MODES, SIXTEEN_BIT_MODES); a mode without a defined
+    8-bit meaning (32-bit float "F", "I" outside 0..65535, LAB, HSV, ...) is a ValueError naming it."""
+    if img.mode in EIGHT_BIT_MODES:
+        return img.convert("RGB")
+    if img.mode in SIXTEEN_BIT_MODES:
+        a = np.asarray(img).astype(np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ValueError(f"image mode {img.mode!r} with values {a.min():,}..{a.max():,} is outside the 16-bit "
+                             f"range 0..65535 that this mode is read as; convert it to 8 or 16 bits")
+        grey = ((a * 255 + 32767) // 65535).astype(np.uint8)  # round(v / 257)
+        return Image.fromarray(np.repeat(grey[..., None], 3, axis=2))
+    raise ValueError(f"image mode {img.mode!r} has no defined 8-bit RGB reading; accepted modes: "
+                     f"{', '.join(EIGHT_BIT_MODES + SIXTEEN_BIT_MODES)}")
+
+
 def _decode_image(read, where: str) -> np.ndarray:
     try:
-        return _to_resolution(Image.open(io.BytesIO(read())).convert("RGB"))
+        return _to_resolution(to_rgb(Image.open(io.BytesIO(read()))))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise SourceError(f"cannot decode image {where}: {exc}") from None
 
@@ -336,7 +382,7 @@ def _decode_members(members, source: Path, balanced: bool = True):
     found = {s: [] for s in _SPLITS}
     for name, read in members:
         parts = Path(name).parts
-        if len(parts) >= 3 and parts[-3] in _SPLITS and name.lower().endswith(_IMAGE_SUFFIXES):
+        if _is_tree_image(name):
             img = _decode_image(read, f"{source}: {name}")
             found[parts[-3]].append((parts[-2], parts[-1], img))
     if not all(found.values()):

@@ -167,6 +167,28 @@ def _forget_ray_auth() -> None:
     AuthenticationTokenLoader.instance().reset_cache()
 
 
+PROBE_SECONDS = 10.0  # how long a HOST:PORT address may take to accept a connection before the sweep gives up
+
+
+def check_reachable(address: str) -> None:
+    """A HOST:PORT cluster address accepts a TCP connection within PROBE_SECONDS, or a SweepError that names it
+    and says how to start a cluster (Ray itself retries an unreachable address for minutes). "auto" and
+    "ray://" addresses are left to Ray."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise SweepError(f"Ray address {address!r} is not HOST:PORT (e.g. 10.0.0.1:6379), auto or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_SECONDS):
+            pass
+    except OSError as exc:
+        raise SweepError(f"no Ray cluster answers at {address} ({exc.strerror or type(exc).__name__}); start one "
+                         f"there with `ray start --head --port={port}` (workers: `ray start --address={address}`), "
+                         f"or leave out --address and RAY_ADDRESS to train on a private Ray instance on this "
+                         f"machine") from None
+
+
 @contextmanager
 def ray_connection(address: str | None = None):
     """Ray, connected for the block: to `address` (else $RAY_ADDRESS), as Ray's own settings say (a cluster with
@@ -181,6 +203,7 @@ def ray_connection(address: str | None = None):
         return
     target = address or os.environ.get("RAY_ADDRESS")
     if target:
+        check_reachable(target)
         ray.init(address=target, logging_level="WARNING")
         try:
             yield None

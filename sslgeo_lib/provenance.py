@@ -55,11 +55,14 @@ def environment() -> dict:
 
 
 def provenance(device: torch.device, dtype, channels_last: bool, threads: int, dataset: str = "cifar10") -> dict:
-    """A JSON-able record of the code, packages, device, numeric settings and data (its absolute source path and
-    content fingerprint) a run was made with."""
+    """A JSON-able record of the code (git state and the training code's hash), packages, device, numeric settings
+    and data (its absolute source path and content fingerprint) a run was made with."""
     from sslgeo_lib.data import data_source, load_dataset
 
-    return {**environment(), "device": str(device), "device_name": device_name(device), "precision": "bf16" if dtype else "fp32",
+    from sslgeo_lib.store import code_hash
+
+    return {**environment(), "code": code_hash(), "device": str(device), "device_name": device_name(device),
+            "precision": "bf16" if dtype else "fp32",
             "channels_last": channels_last, "threads": threads,
             "data": {"dataset": dataset, "source": str(data_source(dataset)),
                      "fingerprint": load_dataset(dataset).fingerprint},

@@ -56,13 +56,20 @@ def glue_value(key: str, value, fmt: str = "{:.3f}") -> None:
 
 
 def read_glue(notebook_path) -> dict[str, str]:
-    """The glued values of an executed notebook (e.g. a papermill output), as their plain-text forms."""
+    """The glued values of an executed notebook (e.g. a papermill output), as their plain-text forms. A notebook
+    whose code cells hold no outputs at all (never executed, or a copy saved without them, as a book build's
+    `_build/.../executed` copies are) is a ValueError, not an empty result."""
     import ast
 
     import nbformat
 
     out = {}
-    for cell in nbformat.read(notebook_path, as_version=4).cells:
+    cells = nbformat.read(notebook_path, as_version=4).cells
+    if not any(c.get("outputs") for c in cells if c.cell_type == "code"):
+        raise ValueError(f"{notebook_path} holds no outputs (not executed, or saved without them), so it has no glued "
+                         f"values; read a notebook executed by papermill (papermill IN.ipynb OUT.ipynb -p ...), or the "
+                         f"book's jupyter-cache")
+    for cell in cells:
         for o in cell.get("outputs", []):
             meta = o.get("metadata", {}).get("scrapbook")
             if meta:

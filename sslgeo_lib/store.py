@@ -363,9 +363,10 @@ def _busy(run: str) -> bool:
 
 def list_runs() -> list[dict]:
     """One row per item in the store folder: id, kind ("run" or "foreign"), status, and for runs `state`
-    (ok, resumable, training, partial, corrupt, unreadable), `stale` (True, False, or None when the identity
-    cannot be checked here) and the config fields that name a sweep point. A malformed or unreadable item is
-    reported in its row; nothing here raises because of one entry."""
+    (ok, resumable, training, partial, corrupt, unreadable), `origin` (see `_origin`: "this", "other code",
+    "other data", "other code or data", or None when the identity cannot be checked here), `stale` (True for a
+    run of other code or data, None when unchecked) and the config fields that name a sweep point. A malformed or
+    unreadable item is reported in its row; nothing here raises because of one entry."""
     root = runs_dir()
     rows = []
     items = sorted(p for p in root.iterdir() if p.name != LOCKS) if root.is_dir() else []
@@ -392,17 +393,36 @@ def _run_row(path: Path, locked: bool = False) -> dict:
         state = status.split(" ")[0]
         if state == "partial" and (path / "checkpoint.pt").is_file():
             state, status = "resumable", "partial (interrupted; resumes from its checkpoint)"
-    row = {"id": path.name, "kind": "run", "state": state, "status": status, "stale": None}
+    row = {"id": path.name, "kind": "run", "state": state, "status": status, "origin": None, "stale": None}
     if cfg is not None:
         row.update({k: getattr(cfg, k) for k in ("encoder", "strength", "seed", "epochs", "n_train", "method",
                                                  "augment_family", "dataset")})
         try:
-            row["stale"] = _stored_id(path, cfg) != path.name
+            row["origin"] = _origin(path, cfg)
+            row["stale"] = row["origin"] != "this"
         except (OSError, ValueError) as exc:  # e.g. no data to fingerprint: the identity cannot be checked here
             row["status"] = f"{status}, identity unchecked ({type(exc).__name__}; kept)"
         if row["stale"]:
-            row["status"] = f"{status}, stale code or data"
+            flags = {"other code": "--other-code", "other data": "--other-data",
+                     "other code or data": "--other-code --other-data"}[row["origin"]]
+            row["status"] = f"{status}, trained by {row['origin']} (kept; clean {flags} or its id removes it)"
     return row
+
+
+def _origin(path: Path, cfg: RunConfig) -> str:
+    """Whose run this is: "this" (its name is what this code and this data name it), "other data" (the data
+    fingerprint it recorded differs from this machine's data of its dataset), "other code" (it recorded this
+    machine's data, so its training code differs) or "other code or data" (it recorded neither: interrupted
+    before it finished). Raises OSError or ValueError when this machine's data cannot be read."""
+    from sslgeo_lib.data import fingerprint
+
+    if _stored_id(path, cfg) == path.name:
+        return "this"
+    try:
+        recorded = json.loads((path / "provenance.json").read_text())["data"]["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "other code or data"
+    return "other code" if recorded == fingerprint(cfg.dataset) else "other data"
 
 
 def _stored_id(path: Path, cfg: RunConfig) -> str:
@@ -415,36 +435,50 @@ def _stored_id(path: Path, cfg: RunConfig) -> str:
     return run_id(cfg, numbers=numbers)
 
 
-def _removable(row: dict, stale_only: bool) -> str | None:
-    """'whole' (remove the entry), 'leftovers' (its temp files and stale checkpoint) or None (touch nothing)."""
+def _removable(row: dict, other_code: bool, other_data: bool, ids: frozenset, everything: bool) -> str | None:
+    """'whole' (remove the entry), 'leftovers' (its temporary files and leftover checkpoint) or None (touch
+    nothing), for `clean`'s choices."""
     if row["kind"] != "run" or row["state"] in ("training", "unreadable"):
         return None
-    if not stale_only:
+    if everything or row["id"] in ids:
         return "whole"
-    if row["stale"] is None:  # identity not checkable here: keep it whole
+    origin = row["origin"]
+    if origin == "this":
+        if row["state"] in ("corrupt", "partial"):
+            return "whole"
+        return "leftovers" if row["state"] == "ok" else None  # a resumable run keeps its checkpoint
+    if origin is None:  # identity not checkable here: keep it whole
         return "leftovers" if row["state"] == "ok" else None
-    if row["stale"] or row["state"] in ("corrupt", "partial"):
-        return "whole"
-    return "leftovers" if row["state"] == "ok" else None  # a resumable run keeps its checkpoint
+    chosen = {"other code": other_code, "other data": other_data, "other code or data": other_code and other_data}
+    return "whole" if chosen[origin] else None
 
 
-def clean(stale_only: bool = True, dry_run: bool = False) -> list[str]:
-    """Remove stale (older code or data), corrupt and partial runs (every run if not `stale_only`), and the old
-    temporary files and leftover checkpoints of finished ones; an interrupted run that can resume is kept unless
-    stale or `stale_only` is False, and so is a run whose identity cannot be checked here (no data). Returns what
-    was (or, with `dry_run`, would be) removed, as paths relative to the store. Only provable runs are touched;
-    symlinks are never followed; each entry is re-examined under its lock, so a run being trained (its lock
-    held) or finished meanwhile is never removed."""
-    root, removed = runs_dir(), []
-    for row in list_runs():
-        if _removable(row, stale_only) is None:
+def clean(other_code: bool = False, other_data: bool = False, ids=(), everything: bool = False,
+          dry_run: bool = False) -> list[str]:
+    """Remove what is provably garbage: corrupt and partial (not resumable) entries of this code and data, and the
+    old temporary files and leftover checkpoints of its finished runs. Runs trained by other code or on other data
+    (a colleague's checkout sharing the store, another SSLGEO_DATA) are kept unless `other_code` / `other_data`
+    asks for them; `ids` names runs to remove whatever they are; `everything` removes every run. A run whose
+    identity cannot be checked here (no data) is kept. Returns what was (or, with `dry_run`, would be) removed,
+    as paths relative to the store. Only provable runs are touched; symlinks are never followed; each entry is
+    re-examined under its lock, so a run being trained (its lock held) or finished meanwhile is never removed.
+    A named id that is not a run of this store is a ValueError (nothing is removed)."""
+    root, removed, ids = runs_dir(), [], frozenset(ids)
+    rows = list_runs()
+    unknown = sorted(ids - {r["id"] for r in rows if r["kind"] == "run"})
+    if unknown:
+        raise ValueError(f"no run {', '.join(unknown)} in the store {root} (sslgeo list shows its runs); nothing "
+                         f"was removed")
+    choice = (other_code, other_data, ids, everything)
+    for row in rows:
+        if _removable(row, *choice) is None:
             continue
         path = root / row["id"]
         try:
             with nullcontext() if dry_run else file_lock(lock_path(row["id"]), blocking=False):
                 if not is_run(path):
                     continue
-                action = _removable(_run_row(path, locked=not dry_run), stale_only)  # decided again, under the lock
+                action = _removable(_run_row(path, locked=not dry_run), *choice)  # decided again, under the lock
                 if action == "whole":
                     removed.append(row["id"])
                     if not dry_run:

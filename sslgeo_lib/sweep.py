@@ -1,7 +1,7 @@
 """A preset's trained sweep: "load or train" for each run, and descriptions of the runs (tables, curves)."""
 from __future__ import annotations
 
-import math
+import os
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -71,13 +71,13 @@ def _train_entry(path, cfg: RunConfig, progress: bool, device) -> Outcome:
         if path.is_dir() and not path.is_symlink() and is_run(path):
             shutil.rmtree(path)
     start_entry(path, cfg)
-    result = train(cfg, path, progress=progress, device=device, monitor=monitor_for(cfg))
-    diverged = [e for e, v in zip(result.metrics["epoch"], result.metrics["loss"]) if not math.isfinite(v)]
-    if diverged:  # never stored: a NaN run would pass as complete and be analysed
+    try:
+        result = train(cfg, path, progress=progress, device=device, monitor=monitor_for(cfg))
+    except FloatingPointError as exc:  # never stored: a NaN run would pass as complete and be analysed
         shutil.rmtree(path)
-        raise FloatingPointError(f"run {path.name} diverged: its training loss was not finite from epoch "
-                                 f"{diverged[0]} on (lr={cfg.lr:g}, method {cfg.method}); nothing was stored. "
-                                 f"Train it with a smaller learning rate (RunConfig.lr; BeyondGrid.lr per objective)")
+        raise FloatingPointError(f"run {path.name} diverged: {exc} (lr={cfg.lr:g}, method {cfg.method}); nothing "
+                                 f"was stored. Train it with a smaller learning rate (RunConfig.lr; BeyondGrid.lr "
+                                 f"per objective)") from None
     run = write_entry(path, cfg, result.model, result.metrics,
                       provenance(result.device, result.dtype, result.channels_last, result.threads, cfg.dataset))
     return Outcome(run, "resumed" if from_epoch else "trained", from_epoch)
@@ -97,33 +97,72 @@ def checkpoint_epoch(path, cfg: RunConfig) -> int:
 
 
 def check_fits(cfg: RunConfig) -> None:
-    """`cfg` asks for no more training images than its dataset has (never a silent cap)."""
+    """`cfg` can train on its dataset, or a ValueError that names the number that does not fit and what is
+    accepted (before anything is written): no more training images than the dataset has (never a silent cap),
+    at least two batches of them, and at least 2 classes (every claim compares class information)."""
     from sslgeo_lib.data import load_dataset
 
-    n = len(load_dataset(cfg.dataset).y_train)
+    data = load_dataset(cfg.dataset)
+    n = len(data.y_train)
     if cfg.n_train > n:
         raise ValueError(f"n_train={cfg.n_train:,} is larger than the {n:,} training images of {cfg.dataset} "
                          f"(use n_train <= {n:,}, or 0 for all of them)")
+    used = cfg.n_train or n
+    if used < 2 * cfg.batch_size:
+        raise ValueError(f"the run trains on {used:,} images of {cfg.dataset}, fewer than two batches of "
+                         f"batch_size={cfg.batch_size} ({2 * cfg.batch_size:,}): use batch_size <= {used // 2:,} "
+                         f"or a dataset with more images")
+    classes = len(set(data.y_train.tolist()))
+    if classes < 2:
+        raise ValueError(f"{cfg.dataset} has {classes} class in its training split; the claims measure class "
+                         f"information (probes, kNN), which needs at least 2 classes")
+
+
+GPU_PRESETS = ("gpu-lite", "gpu")  # ResNet-18 on the whole training set: days on a CPU
+
+
+def check_preset(preset: Preset, allow_cpu: bool | None = None) -> None:
+    """Before a sweep trains anything: the preset's evaluation sizes fit its data (n_test, n_anchor, n_id,
+    n_probe_train), and a GPU preset has a GPU unless `allow_cpu` (None: $SSLGEO_ALLOW_CPU == "1") says to train
+    it on the CPU anyway. A ValueError names the number that does not fit and what is accepted."""
+    import torch
+
+    from sslgeo_lib.data import load_dataset
+
+    data = load_dataset(preset.base.dataset)
+    ev = preset.eval
+    ev.anchor_size(len(data.y_test)), ev.id_size(len(data.y_test))  # n_test, n_anchor, n_id against the test split
+    if ev.n_probe_train > len(data.y_train):
+        raise ValueError(f"n_probe_train={ev.n_probe_train:,} is larger than the {len(data.y_train):,} training images "
+                         f"of {preset.base.dataset} (use n_probe_train <= {len(data.y_train):,}, or 0 for each run's "
+                         f"own training subset)")
+    allow = allow_cpu if allow_cpu is not None else os.environ.get("SSLGEO_ALLOW_CPU") == "1"
+    if preset.name in GPU_PRESETS and not torch.cuda.is_available() and not allow:
+        raise ValueError(f"preset {preset.name} trains ResNet-18 on all {len(data.y_train):,} training images and "
+                         f"needs a GPU; this machine has none (a run would take many hours). Use --preset cpu (sized "
+                         f"for 2 CPU cores), or gpu-lite / gpu on a machine with a GPU; --allow-cpu "
+                         f"(SSLGEO_ALLOW_CPU=1) trains it here anyway")
 
 
 def sweep(preset: Preset, progress: bool = True, configs: list[RunConfig] | None = None,
-          executor: str | None = None, address: str | None = None) -> list[Run]:
+          executor: str | None = None, address: str | None = None, allow_cpu: bool | None = None) -> list[Run]:
     """Every run of the preset's sweep (strengths outer, seeds inner; or of `configs`, e.g. the preset's
     `shape_configs()`), training only those not yet stored.
     `executor` ("local" or "ray"; None: $SSLGEO_EXECUTOR, else local) says where missing runs train, and
     `address` which Ray cluster (see `executor.train_on_ray`).
-    Before any run trains: the store is checked (when a run is missing) and the evaluation sizes against the data,
-    so a bad store or n_test fails now, not after training."""
-    from sslgeo_lib.data import load_dataset
+    Before any run trains, everything that can be known is checked: the store (when a run is missing), every
+    missing run against its data (`check_fits`), the evaluation sizes and the device (`check_preset`, with
+    `allow_cpu`), so impossible work fails now, not after training, and writes nothing."""
     from sslgeo_lib.executor import resolve_executor, train_on_ray
 
     executor = resolve_executor(executor)
     configs = preset.configs() if configs is None else list(dict.fromkeys(configs))  # each run once
     missing = [c for c in configs if find_entry(c) is None]
+    check_preset(preset, allow_cpu if missing else True)  # stored runs are read on any machine
+    for cfg in missing:
+        check_fits(cfg)
     if missing:
         check_store(missing[0])
-    data = load_dataset(preset.base.dataset)
-    preset.eval.anchor_size(len(data.y_test)), preset.eval.id_size(len(data.y_test))
     if executor == "ray" and missing:
         # the workers' entries (on a GPU cluster their numerics, hence their ids, may differ from this machine's)
         trained = {c: read_entry(o.path, c) for c, o in train_on_ray(missing, address, progress).items()}
@@ -154,26 +193,26 @@ def training_curves(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def untrained_baseline(preset: Preset) -> pd.DataFrame:
-    """Randomly initialised models, one per seed of the preset: the training monitor's kNN accuracy and the
-    linear-probe accuracy of h (the C1 protocol). The floor that a trained encoder must beat.
-    Columns: seed, knn, linear."""
+    """Randomly initialised encoders, one per seed of the preset, BatchNorm statistics re-estimated on the kNN
+    protocol's bank (`monitor.untrained_encoder`): the protocol's kNN accuracy and the linear-probe accuracy of h
+    (the C1 protocol). The floor that a trained encoder must beat. Columns: seed, knn, linear."""
     from sslgeo_lib.data import load_dataset
     from sslgeo_lib.embed import encode, split_indices
-    from sslgeo_lib.monitor import monitor_accuracy
+    from sslgeo_lib.monitor import knn_of_h, untrained_encoder
     from sslgeo_lib.probes import linear_probe
-    from sslgeo_lib.training.loop import default_device, new_model
+    from sslgeo_lib.training.loop import default_device
 
     device, ev = default_device(), preset.eval
     data = load_dataset(preset.base.dataset)
     rows = []
     for seed in preset.seeds:
         cfg = preset.base.replace(seed=seed)
-        model = new_model(cfg).to(device)
+        encoder = untrained_encoder(cfg, device)
         train = split_indices(cfg, "train", data.y_train, ev.n_probe_train)  # the probe images of trained runs
         test = split_indices(cfg, "test", data.y_test, ev.test_size(len(data.y_test)))
-        h_train = encode(model.encoder, data.x_train[train], device)
-        h_test = encode(model.encoder, data.x_test[test], device)
-        rows.append({"seed": seed, "knn": monitor_accuracy(model, cfg, device),
+        h_train = encode(encoder, data.x_train[train], device)
+        h_test = encode(encoder, data.x_test[test], device)
+        rows.append({"seed": seed, "knn": knn_of_h(encoder, cfg.dataset, device),
                      "linear": linear_probe(h_train, data.y_train[train], h_test, data.y_test[test],
                                             ev.probe_c_grid, ev.probe_val_fraction, seed)["accuracy"]})
     return pd.DataFrame(rows)

@@ -123,6 +123,46 @@ def test_clean_touches_only_runs(area, capsys):
     assert (root / "fedcba9876543210" / "notes.txt").read_text() == "mine"
 
 
+def test_clean_keeps_a_colleagues_runs_of_other_code_unless_asked(area, monkeypatch, capsys):
+    """Two checkouts whose training code differs (by a comment: another code hash) share one store: `sslgeo clean`
+    from either keeps the other's intact runs and says so; --other-code (after --dry-run) or the run's id removes
+    them; this checkout's own partial entry is garbage either way."""
+    from sslgeo_lib.cli import main
+
+    theirs = get_or_train(TINY, progress=False)
+    weights = store.sha256_file(theirs.path / "weights.safetensors")
+    monkeypatch.setattr(store, "code_hash", lambda modules=None: "this checkout's training code")
+    mine = TINY.replace(seed=1)
+    store.start_entry(runs_dir() / run_id(mine), mine)  # interrupted before its first checkpoint: garbage
+    (row_theirs,) = [r for r in list_runs() if r["id"] == theirs.id]
+    assert row_theirs["origin"] == "other code" and "kept; clean --other-code" in row_theirs["status"]
+    main(["clean"])
+    out = capsys.readouterr().out
+    assert f"removed 1 item(s)" in out and run_id(mine) in out and f"{theirs.id}  other code" in out
+    assert store.sha256_file(theirs.path / "weights.safetensors") == weights
+    main(["clean", "--other-code", "--dry-run"])
+    assert "would remove 1 item(s)" in capsys.readouterr().out and theirs.path.is_dir()
+    main(["clean", "--other-code"])
+    assert not theirs.path.exists()
+
+
+def test_clean_keeps_runs_of_other_data_and_removes_named_ones(area, monkeypatch, capsys):
+    """With SSLGEO_DATA at another dataset, the runs trained on the first are "other data": kept by `clean`,
+    removed by --other-data or by naming them; a name that is no run is an error that removes nothing."""
+    from sslgeo_lib.cli import main
+
+    first, second = get_or_train(TINY, progress=False), get_or_train(TINY.replace(seed=1), progress=False)
+    monkeypatch.setenv("SSLGEO_DATA", str(make_tree(area / "other-tree", seed=7)))
+    data._load.cache_clear()
+    assert {r["id"]: r["origin"] for r in list_runs()} == {first.id: "other data", second.id: "other data"}
+    assert store.clean() == [] and store.clean(other_code=True) == []
+    with pytest.raises(SystemExit):
+        main(["clean", "0123456789abcdef"])
+    assert "no run 0123456789abcdef in the store" in capsys.readouterr().err
+    assert store.clean(ids=[first.id]) == [first.id] and second.path.is_dir()
+    assert store.clean(other_data=True) == [second.id]
+
+
 def test_clean_removes_leftovers_of_finished_runs_and_keeps_the_runs(area):
     run = get_or_train(TINY, progress=False)
     old = time.time() - 2 * store.TEMP_AGE
@@ -133,7 +173,7 @@ def test_clean_removes_leftovers_of_finished_runs_and_keeps_the_runs(area):
         os.utime(p, (old, old))
     (run.path / "cache" / ".views.x3.tmp").write_bytes(b"being written now")  # a live writer's file
     (run.path / "checkpoint.pt").write_bytes(b"stale")
-    removed = store.clean(stale_only=True)
+    removed = store.clean()
     assert sorted(removed) == sorted(f"{run.id}/{n}" for n in (".weights.safetensors.x1.tmp",
                                                               "cache/.features.x2.tmp", "checkpoint.pt"))
     assert check_entry(run.path, TINY) is None and not (run.path / "checkpoint.pt").exists()
@@ -146,8 +186,8 @@ def test_clean_keeps_a_resumable_run_and_its_checkpoint(area):
     cfg = TINY.replace(epochs=2)
     store.start_entry(runs_dir() / run_id(cfg), cfg)
     train(cfg, runs_dir() / run_id(cfg), progress=False, max_epochs=1)  # interrupted after epoch 1
-    assert store.clean(stale_only=True) == [] and (runs_dir() / run_id(cfg) / "checkpoint.pt").is_file()
-    assert store.clean(stale_only=False) == [run_id(cfg)]
+    assert store.clean() == [] and (runs_dir() / run_id(cfg) / "checkpoint.pt").is_file()
+    assert store.clean(everything=True) == [run_id(cfg)]
 
 
 def test_clean_keeps_runs_whose_identity_cannot_be_checked(area, monkeypatch):
@@ -156,7 +196,7 @@ def test_clean_keeps_runs_whose_identity_cannot_be_checked(area, monkeypatch):
     data._load.cache_clear()
     (row,) = list_runs()
     assert row["stale"] is None and "identity unchecked" in row["status"]
-    assert store.clean(stale_only=True, dry_run=True) == [] and store.clean(stale_only=True) == []
+    assert store.clean(dry_run=True) == [] and store.clean() == []
     assert check_entry(run.path, TINY) is None
 
 
@@ -173,7 +213,7 @@ def test_a_run_trained_on_another_kind_of_device_is_not_stale(area):
     manifest["provenance.json"] = store.sha256_file(gpu / "provenance.json")
     (gpu / "MANIFEST.json").write_text(json.dumps(manifest))
     assert {r["id"]: r["stale"] for r in list_runs()} == {run.id: False, gpu_id: False}
-    assert store.clean(stale_only=True) == []
+    assert store.clean() == []
 
 
 def test_an_unreadable_item_is_reported_and_left_alone(area, monkeypatch):
@@ -189,7 +229,7 @@ def test_an_unreadable_item_is_reported_and_left_alone(area, monkeypatch):
     monkeypatch.setattr(Path, "is_file", denied)
     rows = {r["id"]: r["status"] for r in list_runs()}
     assert rows[run.id] == "ok" and rows["00000000000000ff"].startswith("unreadable (PermissionError")
-    assert store.clean(stale_only=False) == [run.id] and (runs_dir() / "00000000000000ff").is_dir()
+    assert store.clean(everything=True) == [run.id] and (runs_dir() / "00000000000000ff").is_dir()
 
 
 def test_an_item_in_the_way_of_a_run_is_named_and_kept(area):
@@ -223,7 +263,7 @@ def test_a_killed_trainer_blocks_nothing_and_its_run_resumes_to_the_same_weights
     assert proc.stdout.readline().strip() == "checkpoint"  # epoch 1 is saved; the trainer holds the run's lock
     rid = run_id(cfg)
     assert [r["status"] for r in list_runs()] == ["training (running now)"]
-    assert store.clean(stale_only=False) == [] and (runs_dir() / rid / "checkpoint.pt").is_file()
+    assert store.clean(everything=True) == [] and (runs_dir() / rid / "checkpoint.pt").is_file()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert [r["status"] for r in list_runs()] == ["partial (interrupted; resumes from its checkpoint)"]
@@ -370,10 +410,197 @@ def test_a_damaged_decoded_cache_is_rebuilt(area, damage):
     assert [p.name for p in (area / "cache").iterdir()] == [folder.name]  # no temporary folder left
 
 
+def _encoded(img: Image.Image, fmt: str) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    img.save(out, fmt)
+    return out.getvalue()
+
+
+def _mode_cases():
+    """(mode, encoded bytes, the RGB pixel expected at (0, 0) or None for a refusal): every mode PIL yields."""
+    palette = Image.new("P", (4, 4), 1)
+    palette.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
+    sixteen = np.full((4, 4), 32768, np.uint16)  # mid-grey of 65535: 32768 / 257 = 127.5 -> 128
+    return [
+        ("1", _encoded(Image.new("1", (4, 4), 1), "PNG"), (255, 255, 255)),
+        ("L", _encoded(Image.new("L", (4, 4), 100), "PNG"), (100, 100, 100)),
+        ("LA", _encoded(Image.new("LA", (4, 4), (100, 7)), "PNG"), (100, 100, 100)),  # alpha dropped
+        ("P", _encoded(palette, "PNG"), (10, 20, 30)),
+        ("RGB", _encoded(Image.new("RGB", (4, 4), (10, 20, 30)), "PNG"), (10, 20, 30)),
+        ("RGBA", _encoded(Image.new("RGBA", (4, 4), (10, 20, 30, 40)), "PNG"), (10, 20, 30)),
+        ("I;16", _encoded(Image.fromarray(sixteen), "PNG"), (128, 128, 128)),
+        ("I", _encoded(Image.fromarray(sixteen.astype(np.int32), mode="I"), "TIFF"), (128, 128, 128)),
+        ("I", _encoded(Image.fromarray(np.full((4, 4), 70_000, np.int32), mode="I"), "TIFF"), None),
+        ("F", _encoded(Image.new("F", (4, 4), 0.5), "TIFF"), None),
+        ("CMYK", _encoded(Image.new("CMYK", (4, 4), (0, 255, 255, 0)), "TIFF"), (255, 0, 0)),
+    ]
+
+
+@pytest.mark.parametrize("mode, encoded, expected", _mode_cases(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_image_mode_is_decoded_exactly_or_refused_by_name(mode, encoded, expected):
+    """Known pixel values through the decoder: a 16-bit mid-grey reads 128 (it read 255, white, when clipped),
+    a palette image its palette colour; modes without an 8-bit meaning are refused with the mode named."""
+    import io
+
+    assert Image.open(io.BytesIO(encoded)).mode == mode  # what PIL yields for this file
+    if expected is None:
+        with pytest.raises(SourceError, match=f"cannot decode image here: image mode '{mode}'"):
+            data._decode_image(lambda: encoded, "here")
+    else:
+        out = data._decode_image(lambda: encoded, "here")
+        assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+        assert set(map(tuple, out.reshape(-1, 3))) == {expected}
+
+
+BOMB = """
+import resource, sys, tarfile
+from pathlib import Path
+from sslgeo_lib import data
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+names = [name for name, read in data._tar_members(Path(sys.argv[1])) if read()]
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(len(names), (after - before) // 1024)
+"""
+
+
+def test_a_decompression_bomb_is_streamed_past_with_bounded_memory(area):
+    """A .tar.gz of a few KB holding a 512 MB member that is not an image (it was read whole into memory): the
+    image members are read, the other is streamed past, and the process's peak memory grows by < 64 MB."""
+    import io
+
+    bomb = area / "bomb.tar.gz"
+    with tarfile.open(bomb, "w:gz", compresslevel=1) as tar:
+        tar.add(area / "tree", arcname="cifar")
+        info = tarfile.TarInfo("cifar/README.bin")
+        info.size = 512 * 2**20
+
+        class Zeros(io.RawIOBase):
+            def __init__(self, n):
+                self.left = n
+
+            def readable(self):
+                return True
+
+            def readinto(self, b):
+                k = min(len(b), self.left)
+                b[:k] = bytes(k)
+                self.left -= k
+                return k
+
+        tar.addfile(info, io.BufferedReader(Zeros(info.size), 2**20))
+    assert bomb.stat().st_size < 4 * 2**20
+    out = subprocess.run([sys.executable, "-c", BOMB, str(bomb)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    n_images, grown_mb = map(int, out.stdout.split())
+    assert n_images == 300 and grown_mb < 64, out.stdout
+
+
+def test_an_oversized_image_member_or_archive_is_refused_by_name(area, monkeypatch):
+    archive = _tar(area / "tree", area / "tree.tar")
+    monkeypatch.setenv("SSLGEO_DATA", str(archive))
+    monkeypatch.setattr(data, "MAX_IMAGE_BYTES", 100)
+    with pytest.raises(SourceError, match=r"member cifar/t\w+/class0/0000.png is [\d,]+ bytes, larger than the 100 "
+                                          r"an image may be \(data.MAX_IMAGE_BYTES\); refused"):
+        load_dataset()
+    monkeypatch.setattr(data, "MAX_IMAGE_BYTES", 2**20)
+    monkeypatch.setattr(data, "MAX_ARCHIVE_BYTES", 50_000)
+    with pytest.raises(SourceError, match=r"image members exceed 50,000 bytes in all \(data.MAX_ARCHIVE_BYTES\)"):
+        load_dataset()
+
+
 def test_n_train_beyond_the_data_is_an_error_before_training(area, monkeypatch):
     monkeypatch.setattr("sslgeo_lib.training.loop.train", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(ValueError, match="n_train=1,000 is larger than the 240 training images"):
         get_or_train(TINY.replace(n_train=1000), progress=False)
+
+
+# --- impossible work, refused before training -------------------------------------------------------------
+
+def _nothing_stored() -> bool:
+    return not runs_dir().exists() or not [p for p in runs_dir().iterdir() if p.name != ".locks"]
+
+
+def test_a_training_set_smaller_than_two_batches_is_refused_before_training(area):
+    """n_train 0 (all 240 images of the tree) at batch 128: it failed with ZeroDivisionError inside the training
+    loop and left a partial entry."""
+    with pytest.raises(ValueError, match=r"trains on 240 images of .*, fewer than two batches of batch_size=128 "
+                                         r"\(256\): use batch_size <= 120"):
+        get_or_train(TINY.replace(n_train=0, batch_size=128), progress=False)
+    assert _nothing_stored()
+
+
+def test_a_one_class_dataset_is_refused_before_training(area, monkeypatch):
+    """A single-class tree gave C1 a confident "negligible, 0.000 [0.000, 0.000]"."""
+    monkeypatch.setenv("SSLGEO_DATA", str(make_tree(area / "one-class", n_train=40, n_classes=1)))
+    data._load.cache_clear()
+    with pytest.raises(ValueError, match="has 1 class in its training split; .* needs at least 2 classes"):
+        get_or_train(TINY.replace(n_train=0, batch_size=8), progress=False)
+    assert _nothing_stored()
+
+
+def test_evaluation_sizes_beyond_the_data_are_refused_before_training(area, monkeypatch):
+    from sslgeo_lib.sweep import sweep
+
+    monkeypatch.setattr("sslgeo_lib.training.loop.train", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(ValueError, match="n_test=500 is larger than the 60 images available"):
+        sweep(make_preset("smoke", n_train=200, batch_size=64), progress=False)
+    with pytest.raises(ValueError, match="n_probe_train=1,000 is larger than the 240 training images"):
+        sweep(make_preset("smoke", n_train=200, batch_size=64, n_test=60, n_anchor=20, n_probe_train=1000),
+              progress=False)
+    assert _nothing_stored()
+
+
+def test_a_gpu_preset_without_a_gpu_is_refused_unless_allowed(area, monkeypatch, capsys):
+    """`sslgeo train --preset gpu` on a CPU-only machine started 81 ResNet-18 runs without a word."""
+    from sslgeo_lib.cli import main
+    from sslgeo_lib.sweep import check_preset
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("SSLGEO_ALLOW_CPU", raising=False)
+    monkeypatch.setattr("sslgeo_lib.training.loop.train", lambda *a, **k: pytest.fail("trained"))
+    for preset in ("gpu", "gpu-lite"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["train", "--preset", preset, "--quiet"])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and f"preset {preset} trains ResNet-18" in err
+        assert "--preset cpu" in err and "gpu-lite" in err and "--allow-cpu" in err
+    assert _nothing_stored()
+    check_preset(make_preset("gpu", n_test=60, n_anchor=20, n_probe_train=0), allow_cpu=True)  # the override
+    monkeypatch.setenv("SSLGEO_ALLOW_CPU", "1")
+    check_preset(make_preset("gpu", n_test=60, n_anchor=20, n_probe_train=0))
+
+
+def test_ctrl_c_during_training_prints_one_line_and_the_run_resumes(cifar, isolated_store):
+    """SIGINT while `sslgeo train` trains: one line that says the run resumes, no traceback, exit 130."""
+    env = {**os.environ, "SSLGEO_PRESET": "smoke"}
+    proc = subprocess.Popen([sys.executable, "-m", "sslgeo_lib.cli", "train", "--preset", "smoke", "--main-only",
+                             "--quiet", "--epochs", "50"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(runs_dir().glob("*/checkpoint.pt")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "sslgeo: interrupted. A run stopped mid-training resumes from its last checkpoint" in err
+    assert [r["state"] for r in list_runs()] == ["resumable"]
+
+
+def test_read_glue_refuses_a_notebook_without_outputs(tmp_path):
+    import nbformat
+
+    from sslgeo_lib.report import read_glue
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("glue('x', 1)")])
+    nbformat.write(nb, tmp_path / "copy.ipynb")
+    with pytest.raises(ValueError, match="copy.ipynb holds no outputs .* so it has no glued values"):
+        read_glue(tmp_path / "copy.ipynb")
 
 
 # --- parameters --------------------------------------------------------------------------------------------
@@ -518,7 +745,7 @@ def test_a_diverged_run_is_refused_and_not_stored(area):
     """A run whose loss becomes NaN (VICReg at an absurd learning rate) is an error naming it, and leaves no entry:
     a NaN run must never pass as complete and be analysed."""
     cfg = TINY.replace(method="vicreg", lr=1e4)
-    with pytest.raises(FloatingPointError, match=r"diverged: its training loss was not finite from epoch 1 on "
+    with pytest.raises(FloatingPointError, match=r"diverged: the training loss was not finite in epoch 1 "
                                                  r"\(lr=10000, method vicreg\); nothing was stored"):
         get_or_train(cfg, progress=False)
     assert not (runs_dir() / run_id(cfg)).exists() and store.load_run(cfg) is None

@@ -252,6 +252,21 @@ def test_a_private_local_instance_leaves_nothing_behind(cifar, tmp_path, stray_t
     assert snapshot() == before and sorted(p.name for p in home.iterdir()) == ([".ray"] if stray_token else [])
 
 
+def test_a_wrong_address_fails_within_30_seconds_and_names_it(cifar, isolated_store, capsys):
+    """`sslgeo train --executor ray --address 127.0.0.1:<a port nobody listens on>`: exit 2 with a message that
+    names the address and how to start a cluster, well within 30 s (Ray alone retried for minutes)."""
+    from sslgeo_lib.cli import main
+
+    address = f"127.0.0.1:{_free_port()}"
+    t0 = time.monotonic()
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--preset", "smoke", "--main-only", "--quiet", "--executor", "ray", "--address", address])
+    assert exit_.value.code == 2 and time.monotonic() - t0 < 30
+    err = capsys.readouterr().err
+    assert f"no Ray cluster answers at {address}" in err and "ray start --head" in err
+    assert not isolated_store.exists() or not [p for p in isolated_store.iterdir() if p.name != ".locks"]
+
+
 def test_executor_choice_and_its_errors(monkeypatch):
     monkeypatch.delenv("SSLGEO_EXECUTOR", raising=False)
     assert resolve_executor() == "local" and resolve_executor("ray") == "ray"

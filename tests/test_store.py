@@ -97,8 +97,9 @@ def test_list_runs_marks_stale_code(cifar, isolated_store, monkeypatch):
     run = get_or_train(TINY, progress=False)
     assert [r["status"] for r in list_runs()] == ["ok"]
     monkeypatch.setattr(store, "code_hash", lambda modules=None: "newer code")
-    assert list_runs()[0]["status"] == "ok, stale code or data" and list_runs()[0]["id"] == run.id
-    assert store.clean(stale_only=True) == [run.id] and list_runs() == []
+    assert list_runs()[0]["status"] == "ok, trained by other code (kept; clean --other-code or its id removes it)"
+    assert list_runs()[0]["id"] == run.id and list_runs()[0]["origin"] == "other code"
+    assert store.clean() == [] and store.clean(other_code=True) == [run.id] and list_runs() == []
 
 
 def test_atomic_write_leaves_nothing_half_written(tmp_path):
