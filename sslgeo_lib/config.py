@@ -17,6 +17,9 @@ from sslgeo_lib.training.models import ENCODERS
 
 METHODS = ("simclr", "vicreg", "barlow_twins", "byol")  # SSL objectives (training/losses.py; B1)
 PRECISIONS = ("auto", "bf16", "fp32")
+OPTIMIZERS = ("sgd", "lars")
+DECAY_SCOPES = ("all", "weights")
+VIEW_BATCHNORMS = ("shared", "per_view")
 MAX_SEED = 2**31 - 1  # seeds feed numpy and torch generators (seed * 1_000_003 + epoch must stay in 64 bits)
 _TYPES = {"int": int, "float": float, "str": str, "tuple[float, ...]": tuple}  # annotations, as strings
 
@@ -28,8 +31,8 @@ class RunConfig:
     dataset: str = "cifar10"       # cifar10 | cifar100 | stl10 | the path of an ImageFolder tree or tarball
     n_train: int = 10_000          # class-balanced training subset (0 = the whole training set)
     subset_seed: int = 0           # which subset; fixed across seeds so that seeds vary only init and views
-    encoder: str = "small_cnn"     # small_cnn (CPU) | resnet18 (CIFAR stem)
-    encoder_width: int = 32        # small_cnn base width; D = 8 * width (ignored by resnet18, D = 512)
+    encoder: str = "small_cnn"     # small_cnn (CPU) | small_resnet (CPU, residual) | resnet18 (CIFAR stem)
+    encoder_width: int = 32        # small_cnn and small_resnet base width; D = 8 * width (ignored by resnet18, D = 512)
     projector_width: int = 512     # hidden width of the projector MLP
     projector_depth: int = 2       # linear layers of the projector (0 = none: the loss acts on h; 1 = linear); SimCLR: 2
     projector_out: int = 128       # m, dimension of z; SimCLR uses 128
@@ -38,8 +41,14 @@ class RunConfig:
     augment_family: str = "all"    # which augmentations s scales: all | crop | color | flip (the others off; B2)
     epochs: int = 12               # passes over the training subset (cpu preset: calibrated in the README)
     batch_size: int = 256          # source images per step (two views each)
-    lr: float = 0.06               # base SGD learning rate at batch 256, scaled linearly with batch size
-    weight_decay: float = 5e-4     # SGD weight decay (common SimCLR-on-CIFAR value)
+    lr: float = 0.06               # base learning rate at batch 256, scaled linearly with batch size
+    optimizer: str = "sgd"         # sgd (momentum 0.9) | lars (SGD with LARS's layer-wise trust ratio; You et al. 2017)
+    warmup_epochs: int = 0         # epochs of linear learning-rate warm-up before the cosine decay
+    weight_decay: float = 5e-4     # weight decay (common SimCLR-on-CIFAR value)
+    decay_scope: str = "all"       # which parameters weight decay (and LARS's trust ratio) touch: all | weights
+                                   # (conv and linear weight matrices only, not BatchNorm parameters or biases)
+    view_batchnorm: str = "shared"  # shared (both views in one forward pass, one set of BatchNorm batch statistics)
+                                    # | per_view (each view forwarded alone, as the reference implementations do)
     temperature: float = 0.5       # NT-Xent tau; 0.5 is the usual CIFAR choice (simclr only)
     ema: float = 0.99              # BYOL's base target decay tau_0, cosine-raised to 1 (Grill et al. 2020; byol only)
     seed: int = 0                  # model initialisation, batch order and augmentation draws
@@ -53,7 +62,8 @@ class RunConfig:
 
     def _check_choices(self):
         for name, allowed in (("encoder", ENCODERS), ("method", METHODS), ("precision", PRECISIONS),
-                              ("augment_family", tuple(FAMILIES))):
+                              ("augment_family", tuple(FAMILIES)), ("optimizer", OPTIMIZERS),
+                              ("decay_scope", DECAY_SCOPES), ("view_batchnorm", VIEW_BATCHNORMS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"RunConfig.{name}={getattr(self, name)!r} is unknown; accepted: "
                                  f"{', '.join(allowed)}")
@@ -70,12 +80,15 @@ class RunConfig:
         for name in positive:
             if not getattr(self, name) > 0 or not math.isfinite(getattr(self, name)):
                 raise ValueError(f"RunConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("n_train", "weight_decay", "monitor_every", "seed", "subset_seed", "projector_depth"):
+        for name in ("n_train", "weight_decay", "monitor_every", "seed", "subset_seed", "projector_depth",
+                     "warmup_epochs"):
             if not getattr(self, name) >= 0 or not math.isfinite(getattr(self, name)):
                 raise ValueError(f"RunConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("seed", "subset_seed"):
             if getattr(self, name) > MAX_SEED:
                 raise ValueError(f"RunConfig.{name} must lie in [0, {MAX_SEED}] (2**31 - 1), got {getattr(self, name)}")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"RunConfig.warmup_epochs={self.warmup_epochs} must be smaller than epochs={self.epochs}")
         if 0 < self.n_train < 2 * self.batch_size:
             raise ValueError(f"RunConfig.n_train={self.n_train} must hold at least two batches "
                              f"(batch_size={self.batch_size}), or be 0 for the whole set")

@@ -1,24 +1,72 @@
-"""The training-curve monitor: kNN accuracy of h during training (recorded with a run, never shapes it)."""
+"""Did the encoder learn? One kNN protocol for the training curve, the recipe benchmark and the untrained baseline
+(recorded with a run, never shapes it).
+
+The protocol: cosine kNN (k = 20) of h, classifying `PROTOCOL_QUERIES` class-balanced test images against a bank of
+`PROTOCOL_BANK` class-balanced training images (both drawn with seed 0 from the whole splits, the same for every
+run, so that runs, epochs and recipes compare). Its floor is the same seed's untrained encoder, with its BatchNorm
+statistics re-estimated on the bank (`untrained_encoder`): an encoder at initialisation in eval mode otherwise
+normalises with the initial running statistics (mean 0, variance 1) and reads lower than an untrained network
+really is.
+"""
 from __future__ import annotations
 
+import numpy as np
+import torch
+
 from sslgeo_lib.data import load_dataset
-from sslgeo_lib.embed import encode
+from sslgeo_lib.embed import BATCH, encode
 from sslgeo_lib.probes import knn_accuracy
+from sslgeo_lib.training.loop import new_model
 from sslgeo_lib.training.subset import class_balanced_subset
 
-MONITOR_BANK = 2000    # training images in the kNN bank: enough for a stable curve at a few seconds a check
-MONITOR_QUERIES = 1000  # test images it classifies (fixed, seed 0: the curve compares epochs and runs)
+PROTOCOL_BANK = 10_000   # training images in the kNN bank (fewer where the split has fewer)
+PROTOCOL_QUERIES = 2_000  # test images it classifies (fewer where the split has fewer)
+
+
+def protocol_indices(data) -> tuple[np.ndarray, np.ndarray]:
+    """(bank indices in the training split, query indices in the test split) of the protocol."""
+    bank = class_balanced_subset(data.y_train, min(PROTOCOL_BANK, len(data.y_train)), 0)
+    queries = class_balanced_subset(data.y_test, min(PROTOCOL_QUERIES, len(data.y_test)), 0)
+    return bank, queries
+
+
+def knn_of_h(encoder: torch.nn.Module, dataset: str, device) -> float:
+    """The protocol's kNN accuracy of `encoder` on `dataset`. Range [0, 1]; chance 1 / n_classes."""
+    data = load_dataset(dataset)
+    bank, queries = protocol_indices(data)
+    h_bank = encode(encoder, data.x_train[bank], device=device)
+    h_query = encode(encoder, data.x_test[queries], device=device)
+    return knn_accuracy(h_bank, data.y_train[bank], h_query, data.y_test[queries])
+
+
+@torch.no_grad()
+def reestimate_batchnorm(encoder: torch.nn.Module, x_u8: np.ndarray, device) -> torch.nn.Module:
+    """`encoder` with every BatchNorm's running statistics replaced by their average over `x_u8`'s batches of
+    `BATCH` images (a forward pass in training mode with cumulative averaging; no weight changes). Returned in
+    eval mode."""
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: the mean over the batches seen
+    encoder.train()
+    for i in range(0, len(x_u8), BATCH):
+        encoder(torch.from_numpy(x_u8[i:i + BATCH]).to(device).float().div_(255))
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    return encoder.eval()
+
+
+def untrained_encoder(cfg, device="cpu") -> torch.nn.Module:
+    """The encoder of `cfg` at initialisation (its seed), BatchNorm statistics re-estimated on the protocol's bank."""
+    data = load_dataset(cfg.dataset)
+    bank, _ = protocol_indices(data)
+    return reestimate_batchnorm(new_model(cfg).encoder.to(device), data.x_train[bank], device)
 
 
 def monitor_accuracy(model, cfg, device) -> float:
-    """kNN (k = 20, cosine) accuracy of h on MONITOR_QUERIES test images against MONITOR_BANK train images.
-    Range [0, 1]; chance 1 / n_classes."""
-    data = load_dataset(cfg.dataset)
-    bank = class_balanced_subset(data.y_train, min(MONITOR_BANK, cfg.n_train or len(data.y_train)), cfg.subset_seed)
-    queries = class_balanced_subset(data.y_test, min(MONITOR_QUERIES, len(data.y_test)), 0)
-    h_bank = encode(model.encoder, data.x_train[bank], device=device)
-    h_query = encode(model.encoder, data.x_test[queries], device=device)
-    return knn_accuracy(h_bank, data.y_train[bank], h_query, data.y_test[queries])
+    """The protocol's kNN accuracy of a model's encoder (the training curve's points)."""
+    return knn_of_h(model.encoder, cfg.dataset, device)
 
 
 def monitor_for(cfg):

@@ -12,7 +12,7 @@ def test_defaults_are_valid_and_ints_become_floats():
 @pytest.mark.parametrize("changes,error,message", [
     ({"strength": -0.5}, ValueError, "strength must be a finite number >= 0"),
     ({"dataset": "mnist"}, ValueError, r"dataset 'mnist' is neither a known dataset \(cifar10, cifar100, stl10\)"),
-    ({"encoder": "vit"}, ValueError, "encoder='vit' is unknown; accepted: small_cnn, resnet18"),
+    ({"encoder": "vit"}, ValueError, "encoder='vit' is unknown; accepted: small_cnn, small_resnet, resnet18"),
     ({"epochs": "20"}, TypeError, "epochs must be int, got '20' \\(str\\)"),
     ({"epochs": 2.5}, TypeError, "epochs must be int"),
     ({"seed": True}, TypeError, "seed must be int"),

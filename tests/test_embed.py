@@ -58,7 +58,7 @@ def test_layers_of_a_float_batch(model):
     assert set(out) == {"h", "hidden1", "hidden2", "z"}
 
 
-@pytest.mark.parametrize("encoder", ["small_cnn", "resnet18"])
+@pytest.mark.parametrize("encoder", ["small_cnn", "small_resnet", "resnet18"])
 def test_inference_folds_every_batchnorm_and_keeps_the_function(encoder):
     from sslgeo_lib.embed import for_inference
 

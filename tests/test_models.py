@@ -6,6 +6,7 @@ from sslgeo_lib.training.models import Projector, build_encoder, build_model, ci
 
 def test_small_cnn_dimension():
     assert encoder_dim(small_cnn(8)) == 64 and encoder_dim(small_cnn(32)) == 256
+    assert encoder_dim(build_encoder("small_resnet", 8)) == 64 and encoder_dim(build_encoder("small_resnet", 32)) == 256
 
 
 def test_cifar_resnet18_has_the_cifar_stem():
@@ -42,7 +43,7 @@ def test_model_returns_h_and_z():
 
 
 def test_bad_names():
-    with pytest.raises(ValueError, match="unknown encoder 'vgg'; accepted: small_cnn, resnet18"):
+    with pytest.raises(ValueError, match="unknown encoder 'vgg'; accepted: small_cnn, small_resnet, resnet18"):
         build_encoder("vgg")
     with pytest.raises(ValueError, match="depth must be >= 1"):
         Projector(8, 8, 0, 4)

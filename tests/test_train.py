@@ -65,6 +65,74 @@ def test_learning_rate_schedule():
     assert lr_at(cfg, 100, 100) == pytest.approx(0.0)
 
 
+def test_learning_rate_warms_up_linearly_then_decays_by_cosine():
+    cfg = RunConfig(lr=0.1, batch_size=256, epochs=10, warmup_epochs=2)  # 100 steps: 20 of warm-up
+    assert [lr_at(cfg, k, 100) for k in (0, 9, 19)] == pytest.approx([0.005, 0.05, 0.1])
+    assert lr_at(cfg, 20, 100) == pytest.approx(0.1) and lr_at(cfg, 60, 100) == pytest.approx(0.05)
+    assert lr_at(cfg, 100, 100) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="warmup_epochs=10 must be smaller than epochs=10"):
+        RunConfig(epochs=10, warmup_epochs=10)
+
+
+def test_lars_scales_each_tensors_step_by_its_trust_ratio_and_spares_excluded_groups():
+    """One step from a zero momentum buffer, by hand: d = g + wd w; a tensor adapted by LARS moves by
+    lr * min(eta |w| / (|g| + wd |w|) / lr, 1) * d; a group with adapt=False moves by lr * d (plain SGD)."""
+    from sslgeo_lib.training.loop import LARS
+
+    w, b = torch.tensor([3.0, 4.0], requires_grad=True), torch.tensor([1.0], requires_grad=True)
+    w.grad, b.grad = torch.tensor([0.6, 0.8]), torch.tensor([2.0])
+    lr, wd, eta = 0.5, 0.1, 0.02
+    opt = LARS([{"params": [w], "weight_decay": wd}, {"params": [b], "weight_decay": 0.0, "adapt": False}], lr=lr,
+               eta=eta)
+    w0, b0 = w.detach().clone(), b.detach().clone()
+    opt.step()
+    trust = eta * 5.0 / (1.0 + wd * 5.0)  # |w| = 5, |g| = 1
+    torch.testing.assert_close(w.detach(), w0 - lr * min(trust / lr, 1.0) * (torch.tensor([0.6, 0.8]) + wd * w0))
+    torch.testing.assert_close(b.detach(), b0 - lr * torch.tensor([2.0]))
+
+
+def test_decay_scope_weights_spares_batchnorm_and_biases():
+    from sslgeo_lib.training.loop import new_model, new_optimizer
+
+    cfg = RunConfig(**{**TINY, "decay_scope": "weights", "weight_decay": 0.01})
+    model = new_model(cfg)
+    decayed, spared = new_optimizer(model, cfg).param_groups
+    assert decayed["weight_decay"] == 0.01 and spared["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim == 1 for p in spared["params"])
+    assert len(decayed["params"]) + len(spared["params"]) == len(list(model.parameters()))
+    (everything,) = new_optimizer(model, cfg.replace(decay_scope="all")).param_groups
+    assert everything["weight_decay"] == 0.01 and len(everything["params"]) == len(list(model.parameters()))
+    assert isinstance(new_optimizer(model, cfg.replace(optimizer="lars")), train_mod.LARS)
+
+
+def test_per_view_batchnorm_forwards_each_view_alone(cifar):
+    """train_step's loss with view_batchnorm="per_view", recomputed by hand from the same views forwarded one at a
+    time (each with its own batch statistics), and different from forwarding both views in one batch."""
+    from sslgeo_lib.training import losses
+    from sslgeo_lib.training.augment import augment
+    from sslgeo_lib.training.loop import new_model, train_step
+
+    cfg = RunConfig(**{**TINY, "precision": "fp32", "view_batchnorm": "per_view"})
+    x = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8)
+    gen = torch.Generator().manual_seed(5)
+    v1, _ = augment(x.float() / 255, cfg.strength, gen)
+    v2, _ = augment(x.float() / 255, cfg.strength, gen)
+    model = new_model(cfg).train()
+    with torch.no_grad():
+        ref = copy.deepcopy(model)
+        alone = losses.nt_xent(ref(v1)[1], ref(v2)[1], cfg.temperature).item()
+        together = copy.deepcopy(model)(torch.cat([v1, v2]))[1]
+        shared = losses.nt_xent(together[:32], together[32:], cfg.temperature).item()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    loss = train_step(model, opt, x, cfg, torch.Generator().manual_seed(5), None, False).item()
+    assert loss == pytest.approx(alone, rel=1e-5) and abs(alone - shared) > 1e-4
+    model = new_model(cfg).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    loss = train_step(model, opt, x, cfg.replace(view_batchnorm="shared"), torch.Generator().manual_seed(5), None,
+                      False).item()
+    assert loss == pytest.approx(shared, rel=1e-5)
+
+
 def test_weights_do_not_depend_on_the_callers_thread_count(cifar, tmp_path):
     before = torch.get_num_threads()
     try:

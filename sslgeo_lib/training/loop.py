@@ -121,8 +121,62 @@ def new_model(cfg) -> SSLModel:
 
 
 def lr_at(cfg, step: int, total: int) -> float:
-    """SGD learning rate: linear scaling with batch size, cosine decay to 0 over `total` steps, no warm-up."""
-    return cfg.lr * cfg.batch_size / 256 * 0.5 * (1 + math.cos(math.pi * step / total))
+    """Learning rate at `step` of `total`: the peak cfg.lr * batch_size / 256 (linear scaling), reached by a linear
+    warm-up over the first warmup_epochs / epochs of the steps, then a cosine decay to 0 over the rest."""
+    peak = cfg.lr * cfg.batch_size / 256
+    warm = total * cfg.warmup_epochs // cfg.epochs
+    if step < warm:
+        return peak * (step + 1) / warm
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm)))
+
+
+LARS_ETA = 0.02  # LARS's trust coefficient (solo-learn's CIFAR recipes; You et al. 2017 use 0.001 at batch 8k)
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum in which each parameter tensor's step is scaled by LARS's trust ratio
+    eta ||w|| / (||g|| + wd ||w||), capped so that no tensor steps faster than plain SGD would (solo-learn's
+    clipped form). Weight decay is added to the gradient first. Groups with adapt=False (BatchNorm parameters and
+    biases under decay_scope="weights") take plain momentum-SGD steps."""
+
+    def __init__(self, groups, lr: float, momentum: float = 0.9, eta: float = LARS_ETA):
+        super().__init__(groups, {"lr": lr, "momentum": momentum, "eta": eta, "weight_decay": 0.0, "adapt": True})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad.add(p, alpha=group["weight_decay"]) if group["weight_decay"] else p.grad.clone()
+                if group["adapt"]:
+                    w_norm, g_norm = p.norm(), p.grad.norm()
+                    trust = group["eta"] * w_norm / (g_norm + group["weight_decay"] * w_norm + 1e-12)
+                    ok = (w_norm > 0) & (g_norm > 0)
+                    d.mul_(torch.where(ok, torch.clamp(trust / group["lr"], max=1.0), torch.ones_like(trust)))
+                buf = self.state[p].get("momentum_buffer")
+                if buf is None:
+                    buf = self.state[p]["momentum_buffer"] = d
+                else:
+                    buf.mul_(group["momentum"]).add_(d)
+                p.add_(buf, alpha=-group["lr"])
+
+
+def new_optimizer(model, cfg) -> torch.optim.Optimizer:
+    """The run's optimiser: momentum SGD or LARS (cfg.optimizer), weight decay on every parameter or, with
+    decay_scope="weights", only on conv and linear weight matrices (BatchNorm parameters and biases are neither
+    decayed nor LARS-adapted, as in solo-learn's recipes)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.decay_scope == "all":
+        groups = [{"params": params, "weight_decay": cfg.weight_decay}]
+    else:
+        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "adapt": False}]
+    if cfg.optimizer == "lars":
+        return LARS(groups, lr=cfg.lr)
+    for g in groups:
+        g.pop("adapt", None)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
 
 
 def _epoch_generator(cfg, epoch: int, device: torch.device) -> torch.Generator:
@@ -179,16 +233,18 @@ def train_step(model, opt, x_u8, cfg, gen, dtype, channels_last, target=None, ta
     x = x_u8.float().div_(255)
     v1, _ = augment(x, cfg.strength, gen, cfg.augment_family)
     v2, _ = augment(x, cfg.strength, gen, cfg.augment_family)
-    views = torch.cat([v1, v2])  # (2B, 3, H, W)
+    # one forward pass of (2B, 3, H, W), or one per view: BatchNorm's batch statistics shared or per view
+    chunks = [v1, v2] if cfg.view_batchnorm == "per_view" else [torch.cat([v1, v2])]
     if channels_last:
-        views = views.contiguous(memory_format=torch.channels_last)
+        chunks = [v.contiguous(memory_format=torch.channels_last) for v in chunks]
     n = len(x)
-    with torch.autocast(views.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        _, z = model(views)
+    per_chunk = lambda net, inputs: torch.cat([net(v) for v in inputs])  # noqa: E731
+    with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        z = per_chunk(lambda v: model(v)[1], chunks)
         if target is not None:
-            p = model.predictor(z)
+            p = per_chunk(model.predictor, z.split(n) if len(chunks) == 2 else [z])
             with torch.no_grad():
-                _, t = target(views)
+                t = per_chunk(lambda v: target(v)[1], chunks)
     if target is not None:
         loss = losses.byol(p[:n], t[n:]) + losses.byol(p[n:], t[:n])
     else:
@@ -267,7 +323,7 @@ def _train(cfg, workdir: Path, progress: bool, device: torch.device, max_epochs:
     model = new_model(cfg).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    opt = new_optimizer(model, cfg)
     target = new_target(model) if cfg.method == "byol" else None
     ckpt = Path(workdir) / "checkpoint.pt"
     start, metrics = _load_checkpoint(ckpt, model, opt, target)
@@ -288,6 +344,9 @@ def _train(cfg, workdir: Path, progress: bool, device: torch.device, max_epochs:
                                    ema_decay(cfg, step, total))
             bar.update()
         loss = loss_sum.item() / steps_per_epoch  # one host sync per epoch
+        if not math.isfinite(loss):  # stop here: every later epoch would be wasted on NaN weights
+            bar.close()
+            raise FloatingPointError(f"the training loss was not finite in epoch {epoch + 1}")
         seconds = time.perf_counter() - t0
         metrics["epoch"].append(epoch + 1)
         metrics["loss"].append(loss)
