@@ -1,12 +1,17 @@
-"""Did the encoder learn? One kNN protocol for the training curve, the recipe benchmark and the untrained baseline
-(recorded with a run, never shapes it).
+"""Did the encoder learn? The kNN protocol (the recipe benchmark's, the methods page's and the learned gate's), its
+untrained floor, and the cheaper training-curve monitor (recorded with a run, never shapes it).
 
 The protocol: cosine kNN (k = 20) of h, classifying `PROTOCOL_QUERIES` class-balanced test images against a bank of
 `PROTOCOL_BANK` class-balanced training images (both drawn with seed 0 from the whole splits, the same for every
-run, so that runs, epochs and recipes compare). Its floor is the same seed's untrained encoder, with its BatchNorm
+run, so that runs and recipes compare). Its floor is the same seed's untrained encoder, with its BatchNorm
 statistics re-estimated on the bank (`untrained_encoder`): an encoder at initialisation in eval mode otherwise
 normalises with the initial running statistics (mean 0, variance 1) and reads lower than an untrained network
 really is.
+
+The monitor, measured during training after every `monitor_every` epochs, is smaller so that it costs little:
+`MONITOR_QUERIES` test images against `MONITOR_BANK` images of the run's own training subset. With a fifth of the
+protocol's bank it reads lower than the protocol (fewer neighbours of each class to vote); its curve shows the
+shape of learning, and the protocol, measured once on the finished run, says how much was learned.
 """
 from __future__ import annotations
 
@@ -64,9 +69,19 @@ def untrained_encoder(cfg, device="cpu") -> torch.nn.Module:
     return reestimate_batchnorm(new_model(cfg).encoder.to(device), data.x_train[bank], device)
 
 
+MONITOR_BANK = 2000    # training images in the monitor's bank (from the run's own subset)
+MONITOR_QUERIES = 1000  # test images it classifies (fixed, seed 0: the curve compares epochs and runs)
+
+
 def monitor_accuracy(model, cfg, device) -> float:
-    """The protocol's kNN accuracy of a model's encoder (the training curve's points)."""
-    return knn_of_h(model.encoder, cfg.dataset, device)
+    """The training monitor: kNN (k = 20, cosine) accuracy of h on MONITOR_QUERIES test images against
+    MONITOR_BANK images of the run's training subset. Range [0, 1]; chance 1 / n_classes."""
+    data = load_dataset(cfg.dataset)
+    bank = class_balanced_subset(data.y_train, min(MONITOR_BANK, cfg.n_train or len(data.y_train)), cfg.subset_seed)
+    queries = class_balanced_subset(data.y_test, min(MONITOR_QUERIES, len(data.y_test)), 0)
+    h_bank = encode(model.encoder, data.x_train[bank], device=device)
+    h_query = encode(model.encoder, data.x_test[queries], device=device)
+    return knn_accuracy(h_bank, data.y_train[bank], h_query, data.y_test[queries])
 
 
 def monitor_for(cfg):

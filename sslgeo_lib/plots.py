@@ -72,20 +72,32 @@ def image_grid(images: np.ndarray, row_labels, title: str | None = None):
     return fig
 
 
-def curve_plot(loss: pd.DataFrame, knn: pd.DataFrame, floor, height: float = 3.4):
-    """Training curves per strength: NT-Xent loss and monitor kNN accuracy against epoch (mean and 95%
-    t-interval over seeds), with `floor` (untrained-encoder accuracies) as a dashed line."""
-    fig, axes = plt.subplots(1, 2, figsize=(height * 3, height))
-    for ax, df, value, label in ((axes[0], loss, "loss", "NT-Xent loss"), (axes[1], knn, "knn", "kNN accuracy of h")):
-        colors = dict(zip(sorted(df["strength"].unique()), sns.color_palette("viridis", df["strength"].nunique())))
+def curve_plot(loss: pd.DataFrame, knn: pd.DataFrame, learned: pd.DataFrame, height: float = 3.4):
+    """Did the encoders learn? Left: the training loss and the monitor's kNN accuracy against epoch, per strength
+    (mean and 95% t-interval over seeds). Right: each finished run's kNN accuracy on the protocol (`monitor`)
+    beside its untrained encoder's (same seed), a line per run, per strength (`learned`: `sweep.learning_table`)."""
+    fig, axes = plt.subplots(1, 3, figsize=(height * 3.6, height))
+    strengths = sorted(set(loss["strength"]) | set(learned["strength"]))
+    colors = dict(zip(strengths, sns.color_palette("viridis", len(strengths))))
+    for ax, df, value, label in ((axes[0], loss, "loss", "training loss"),
+                                 (axes[1], knn, "knn", "monitor kNN accuracy of h")):
         for s, part in df.groupby("strength"):
             t = ci_table(part, value, by=("epoch",))
             ax.plot(t["epoch"], t["mean"], "o-", ms=3, color=colors[s], label=f"s = {s:g}")
             ax.fill_between(t["epoch"], t["low"], t["high"], color=colors[s], alpha=0.2, lw=0)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
-    axes[1].axhline(float(np.mean(floor)), ls="--", color="gray", label="untrained")
     axes[1].legend(frameon=False, fontsize="small")
+    ax = axes[2]
+    for i, s in enumerate(strengths):
+        part = learned[learned["strength"] == s]
+        for _, r in part.iterrows():
+            ax.plot([i - 0.15, i + 0.15], [r["knn_untrained"], r["knn"]], "-", color=colors[s], alpha=0.6)
+        ax.plot([i - 0.15] * len(part), part["knn_untrained"], "o", color="gray", ms=4)
+        ax.plot([i + 0.15] * len(part), part["knn"], "o", color=colors[s], ms=4)
+    ax.set_xticks(range(len(strengths)), [f"{s:g}" for s in strengths])
+    ax.set(xlabel="training strength s (grey: untrained, colour: trained)", ylabel="protocol kNN accuracy of h",
+           title="Trained against untrained, per seed")
     fig.tight_layout()
     return fig
 

@@ -192,6 +192,28 @@ def training_curves(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(loss), pd.DataFrame(knn)
 
 
+def learning_table(runs: list[Run], device=None) -> pd.DataFrame:
+    """Did each run's encoder learn? Per run, on the kNN protocol (`monitor`): the accuracy of its h, the same
+    for its untrained encoder (same seed, BatchNorm statistics re-estimated on the bank) and the paired gain;
+    cached with the run. Columns: strength, seed, method, augment_family, projector_depth, knn, knn_untrained,
+    gain."""
+    from sslgeo_lib.monitor import PROTOCOL_BANK, PROTOCOL_QUERIES, knn_of_h, untrained_encoder
+    from sslgeo_lib.training.loop import default_device
+
+    device = device or default_device()
+    rows = []
+    for r in runs:
+        def compute(r=r):
+            return [{"knn": knn_of_h(r.model(device).encoder, r.config.dataset, device),
+                     "knn_untrained": knn_of_h(untrained_encoder(r.config, device), r.config.dataset, device)}]
+
+        (row,) = r.cached("learning", {"bank": PROTOCOL_BANK, "queries": PROTOCOL_QUERIES}, compute, ("monitor.py",))
+        c = r.config
+        rows.append({"strength": c.strength, "seed": c.seed, "method": c.method, "augment_family": c.augment_family,
+                     "projector_depth": c.projector_depth, **row, "gain": row["knn"] - row["knn_untrained"]})
+    return pd.DataFrame(rows)
+
+
 def untrained_baseline(preset: Preset) -> pd.DataFrame:
     """Randomly initialised encoders, one per seed of the preset, BatchNorm statistics re-estimated on the kNN
     protocol's bank (`monitor.untrained_encoder`): the protocol's kNN accuracy and the linear-probe accuracy of h

@@ -32,9 +32,13 @@ def test_replace_rejects_unknown_fields():
 
 def test_presets_expand_to_sweeps():
     cpu = PRESETS["cpu"]
-    assert cpu.strengths == (0.0, 0.25, 0.5, 1.0, 1.5) and len(cpu.seeds) == 3
+    assert cpu.strengths == (0.0, 0.25, 0.5, 1.0) and cpu.seeds == (0, 1, 2, 3) and cpu.grid_seeds == (0, 1, 2)
     configs = cpu.configs()
-    assert len(configs) == 15 and {c.strength for c in configs} == set(cpu.strengths)
+    assert len(configs) == 16 and {c.strength for c in configs} == set(cpu.strengths)
+    assert {c.seed for c in cpu.shape_configs() + cpu.objective_configs() + cpu.family_configs()} == {0, 1, 2}
+    assert set(cpu.reference_configs()) <= set(configs)  # B1's and B2's reference: main-sweep runs, trained once
+    assert make_preset("cpu", seeds=[5]).grid_seeds == (5,)
+    assert 0.0 in PRESETS["gpu-lite"].strengths  # the control the paired rows need
     assert PRESETS["gpu"].base.encoder == "resnet18" and PRESETS["gpu"].base.n_train == 0
 
 
@@ -98,7 +102,7 @@ def test_an_unknown_parameter_is_named_with_a_suggestion():
 def test_b1_and_b2_grids_expand_and_check_their_parameters():
     p = make_preset("cpu")
     objectives, families = p.objective_configs(), p.family_configs()
-    assert len(objectives) == 3 * len(p.beyond.strengths) * len(p.seeds)
+    assert len(objectives) == 3 * len(p.beyond.strengths) * len(p.grid_seeds)
     assert {c.method for c in objectives} == {"vicreg", "barlow_twins", "byol"}
     assert {c.augment_family for c in families} == {"crop", "color", "flip"}
     assert all(c.method == "simclr" for c in families) and all(c.augment_family == "all" for c in objectives)

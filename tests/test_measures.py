@@ -167,3 +167,37 @@ def test_the_untrained_baseline_is_probed_on_the_trained_runs_images(setup, monk
     untrained_baseline(dataclasses.replace(one, eval=p.eval.replace(n_probe_train=300)))
     own = embed.clean_features(runs[0], "train", 0)["y"]
     assert seen == [(len(own), np.bincount(own).tolist(), 200), (300, [30] * 10, 200)]
+
+
+def test_learning_table_pairs_each_run_with_its_own_untrained_encoder(setup, monkeypatch):
+    """Each run's protocol kNN beside its untrained encoder's (same seed: the untrained numbers of two seeds
+    differ, of two strengths at one seed agree), the gain their difference; a second call reads the cache."""
+    from sslgeo_lib import monitor
+    from sslgeo_lib.sweep import learning_table
+
+    _, runs, _ = setup
+    df = learning_table(runs)
+    assert len(df) == len(runs) and np.allclose(df["gain"], df["knn"] - df["knn_untrained"])
+    by_seed = df.groupby("seed")["knn_untrained"].nunique()
+    assert (by_seed == 1).all() and df.groupby("seed")["knn_untrained"].first().nunique() == 2
+    monkeypatch.setattr(monitor, "knn_of_h", lambda *a: pytest.fail("recomputed"))
+    assert learning_table(runs).equals(df)
+
+
+def test_batchnorm_reestimation_gives_the_bank_statistics():
+    """After re-estimation, each BatchNorm's running mean is the mean of its input over the images (one batch
+    here, so exact), and the encoder is left in eval mode."""
+    import torch
+
+    from sslgeo_lib.monitor import reestimate_batchnorm
+    from sslgeo_lib.training.models import small_cnn
+
+    torch.manual_seed(0)
+    enc = small_cnn(4)
+    x = np.random.default_rng(0).integers(0, 256, (50, 3, 32, 32), dtype=np.uint8)
+    reestimate_batchnorm(enc, x, "cpu")
+    first_conv, first_bn = enc[1], enc[2]
+    with torch.no_grad():
+        pre = first_conv(enc[0](torch.from_numpy(x).float() / 255))
+    torch.testing.assert_close(first_bn.running_mean, pre.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
+    assert not enc.training
