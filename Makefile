@@ -1,6 +1,7 @@
 # make book    create .venv if missing, install the pinned environment, train the preset's sweep, build the book
 # make core    the same for the core chapters only (methods, C1-C5, C7: the main sweep's runs, _toc_core.yml)
-# make test    the whole test suite (what .ci/run calls; it includes actionlint over .github/workflows)
+# make test    the fast tier: unit, known-answer and drill tests (no book build, notebooks, Ray cluster, GPU check)
+# make test-all  every test, the slowest 15 listed (what .ci/run calls; it includes actionlint over .github/workflows)
 # make lint-workflows  actionlint over .github/workflows
 # PRESET=auto|smoke|cpu|gpu-lite|gpu (default auto: $SSLGEO_PRESET, else gpu with CUDA, else cpu)
 PYTHON ?= python3
@@ -11,7 +12,7 @@ ifneq ($(PRESET),auto)
 export SSLGEO_PRESET := $(PRESET)
 endif
 
-.PHONY: book core train train-core test env clean static tools lint-workflows
+.PHONY: book core train train-core test test-all env clean static tools lint-workflows
 
 # MathJax, served from the book itself (no page loads anything from another host): npm's mathjax package, checked;
 # the version stamp makes a new version replace the old file
@@ -71,7 +72,10 @@ core: train-core static
 	$(BIN)/jupyter-book build . -W -n --keep-going --toc _toc_core.yml
 
 test: env static tools
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: env static tools
+	$(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
 
 clean:
 	rm -rf _build

@@ -6,7 +6,6 @@ the stored run (`store.run_id`); EvalSettings key only the derived caches, never
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import math
 from dataclasses import dataclass

@@ -14,12 +14,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from sslgeo_lib.training.losses import info_nce_euclidean, nt_xent
+
+if TYPE_CHECKING:  # annotations only: pandas is imported where the tables are built
+    import pandas as pd
 
 THEORY_CODE = ("synthetic.py", "training/losses.py", "geometry.py")  # what C7's tables are computed by
 

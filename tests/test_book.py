@@ -4,6 +4,8 @@ import re
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds the book / runs notebooks: the full tier (make test-all)
+
 
 CORE_CLAIMS = ("C1", "C2", "C3", "C4", "C5", "C7")
 

@@ -14,7 +14,10 @@ VERDICT = re.compile(r"^(supported|contradicted|negligible|inconclusive|mixed)\b
 if not (shutil.which("chromedriver") and (shutil.which("chromium") or shutil.which("chromium-browser"))):
     if os.environ.get("CI"):
         raise RuntimeError("CI needs headless Chromium: apt-get install chromium chromium-driver (.ci/run does)")
-    pytestmark = pytest.mark.skip(reason="headless Chromium (apt-get install chromium chromium-driver) is not installed")
+    pytestmark = [pytest.mark.slow,
+                  pytest.mark.skip(reason="headless Chromium (apt-get install chromium chromium-driver) is not installed")]
+else:
+    pytestmark = pytest.mark.slow  # builds and opens the book: the full tier (make test-all)
 
 
 def _toc_pages(toc: str) -> set[str]:

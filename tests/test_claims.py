@@ -237,11 +237,11 @@ def test_the_forest_plot_puts_each_claim_in_delta_units_with_the_prediction_to_t
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == [
         "C5: retention(h) - retention(z) (flat)", "C3: log(erank(z) / erank(h)) (up)", "C2: I(z) - I(h) (up)"]
-    diamonds = {round(float(l.get_ydata()[0])): float(l.get_xdata()[0]) for l in ax.lines if l.get_marker() == "D"}
+    diamonds = {round(float(ln.get_ydata()[0])): float(ln.get_xdata()[0]) for ln in ax.lines if ln.get_marker() == "D"}
     # C2 up 0.3 with delta 0.02: +15 deltas; C3 up 0.3 against a predicted fall (delta log 1.1): left of 0
     assert diamonds[2] == pytest.approx(0.3 / 0.02, rel=0.01) and diamonds[1] == pytest.approx(-0.3 / np.log(1.1), rel=0.01)
     assert abs(diamonds[0]) < 1  # inside the negligible band
-    colours = {round(float(l.get_ydata()[0])): l.get_color() for l in ax.lines if l.get_marker() == "D"}
+    colours = {round(float(ln.get_ydata()[0])): ln.get_color() for ln in ax.lines if ln.get_marker() == "D"}
     assert colours[2] == plots.VERDICT_COLORS[SUPPORTED] and colours[1] == plots.VERDICT_COLORS[CONTRADICTED]
 
 

@@ -138,7 +138,7 @@ def test_clean_keeps_a_colleagues_runs_of_other_code_unless_asked(area, monkeypa
     assert row_theirs["origin"] == "other code" and "kept; clean --other-code" in row_theirs["status"]
     main(["clean"])
     out = capsys.readouterr().out
-    assert f"removed 1 item(s)" in out and run_id(mine) in out and f"{theirs.id}  other code" in out
+    assert "removed 1 item(s)" in out and run_id(mine) in out and f"{theirs.id}  other code" in out
     assert store.sha256_file(theirs.path / "weights.safetensors") == weights
     main(["clean", "--other-code", "--dry-run"])
     assert "would remove 1 item(s)" in capsys.readouterr().out and theirs.path.is_dir()

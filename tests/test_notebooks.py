@@ -9,6 +9,8 @@ import pytest
 
 from sslgeo_lib.report import read_glue
 
+pytestmark = pytest.mark.slow  # builds the book / runs notebooks: the full tier (make test-all)
+
 BOOK = Path(__file__).resolve().parents[1] / "book"
 NOTEBOOKS = sorted(p.name for p in BOOK.glob("*.ipynb"))
 VERDICT = re.compile(r"^(supported|contradicted|negligible|inconclusive)\b[\w\s.,;=<>-]*( \(fewer than 2 seeds ran\))?$")
