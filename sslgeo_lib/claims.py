@@ -1,4 +1,4 @@
-"""Each claim's verdicts (rule v2 of CLAIMS.md, in `stats`) and the one sentence that reads them for a person.
+"""Each claim's verdicts (rule v3 of CLAIMS.md, in `stats`) and the one sentence that reads them for a person.
 
 A `*_verdicts(df)` takes the tidy table of `measures` and returns {name: ClaimResult}; "primary" is the
 claim's primary statistic, the others are secondary readings. `reading(result, subject)` builds the page's
@@ -13,7 +13,7 @@ import pandas as pd
 
 from sslgeo_lib import stats
 from sslgeo_lib.measures import erank_ratio, layer_difference, retention_scores
-from sslgeo_lib.stats import DELTAS, ClaimResult, per_strength_claim, trend_claim
+from sslgeo_lib.stats import DELTAS, ClaimResult, per_strength_claim, step_claim, trend_claim
 
 
 def transfer_verdicts(df: pd.DataFrame) -> dict[str, ClaimResult]:
@@ -24,7 +24,9 @@ def transfer_verdicts(df: pd.DataFrame) -> dict[str, ClaimResult]:
         gap = layer_difference(df, probe, a="h", b="z")
         key = "primary" if probe == "linear" else "knn"
         out[key] = per_strength_claim("C1", f"{label} acc(h) - acc(z)", gap, probe, +1, DELTAS["C1"])
-        out["trend" if key == "primary" else f"{key}_trend"] = trend_claim("C1", f"{label} acc(h) - acc(z)", gap, probe, +1, DELTAS["C1"])
+        prefix = "" if key == "primary" else f"{key}_"
+        out[f"{prefix}trend"] = trend_claim("C1", f"{label} acc(h) - acc(z)", gap, probe, +1, DELTAS["C1"])
+        out[f"{prefix}step"] = step_claim("C1", f"{label} acc(h) - acc(z)", gap, probe, +1, DELTAS["C1"])
     return out
 
 
@@ -37,6 +39,7 @@ def invariance_verdicts(df: pd.DataFrame) -> dict[str, ClaimResult]:
         "primary": per_strength_claim("C2", "I(z) - I(h), s_eval = s_train", at_train, "invariance", +1, DELTAS["C2"]),
         "fixed": per_strength_claim("C2", "I(z) - I(h), s_eval = 1", fixed, "invariance", +1, DELTAS["C2"]),
         "trend": trend_claim("C2", "I(z) - I(h) at s_eval = 1", fixed, "invariance", +1, DELTAS["C2"]),
+        "step": step_claim("C2", "I(z) - I(h) at s_eval = 1", fixed, "invariance", +1, DELTAS["C2"]),
     }
 
 
@@ -48,6 +51,7 @@ def dimension_verdicts(df: pd.DataFrame) -> dict[str, ClaimResult]:
         "primary": per_strength_claim("C3", "log(erank(z) / erank(h))", wide, "log_ratio", -1, DELTAS["C3"]),
         "trend": trend_claim("C3", "log(erank(z) / erank(h))", wide, "log_ratio", -1, DELTAS["C3"],
                              slope_delta=DELTAS["C3_trend"]),
+        "step": step_claim("C3", "log(erank(z) / erank(h))", wide, "log_ratio", -1, DELTAS["C3"]),
         "jacobian": trend_claim("C3", "log erank of the projector Jacobian", wide, "log_J", -1, DELTAS["C3"]),
     }
 
@@ -80,6 +84,8 @@ def tangent_verdicts(df: pd.DataFrame) -> dict[str, ClaimResult]:
                                           "log_rho_data", -1, loc),
         "rho_trend": trend_claim("C4", "log rho (augmentation vs data directions)", part["fixed", "erank"],
                                  "log_rho_data", -1, loc),
+        "rho_step": step_claim("C4", "log rho (augmentation vs data directions)", part["fixed", "erank"],
+                               "log_rho_data", -1, loc),
         "vs_global": per_strength_claim("C4", "alpha(local) - alpha(global PCA) (v1)", part["fixed", "erank"],
                                         "vs_global", +1, main),
         "vs_random": per_strength_claim("C4", "alpha(local) - alpha(random) (v1)", part["fixed", "erank"],
@@ -109,6 +115,7 @@ def retention_verdicts(df: pd.DataFrame) -> dict[str, ClaimResult]:
     return {
         "primary": per_strength_claim("C5", "retention(h) - retention(z)", gap, "retention", +1, DELTAS["C5"]),
         "trend": trend_claim("C5", "retention(z)", z, "retention", -1, DELTAS["C5"]),
+        "step": step_claim("C5", "retention(z)", z, "retention", -1, DELTAS["C5"]),
     }
 
 
@@ -161,8 +168,8 @@ def primary_values(runs, ev) -> dict[str, pd.DataFrame]:
 
 
 def power_table(values: dict[str, pd.DataFrame], shapes: dict[str, tuple[int, int]], power: float = 0.8) -> pd.DataFrame:
-    """Smallest effect each primary statistic detects with `power` under the per-strength rule (Bonferroni over
-    the strengths s > 0), at the seed-to-seed SD measured in this build (pooled over strengths s > 0), for each
+    """Smallest effect each primary statistic detects with `power` at every strength s > 0 at once (the
+    intersection-union rule, `stats.detectable_effect`), at the seed-to-seed SD measured in this build (pooled over strengths s > 0), for each
     sweep shape {name: (n_seeds, m_strengths)}; beside each, the statistic's delta."""
     rows = []
     for key, df in values.items():
@@ -228,8 +235,8 @@ PRIMARY = {"C1": (+1, DELTAS["C1"]), "C2": (+1, DELTAS["C2"]), "C3": (-1, DELTAS
 
 
 def group_verdicts(df: pd.DataFrame, by: str) -> dict[str, dict[str, ClaimResult]]:
-    """B1 / B2: C1-C5's primary statistics read with rule v2 in each group of column `by` (an objective, an
-    augmentation family) over its strengths s > 0, Bonferroni-adjusted over strengths x groups (the same claim
+    """B1 / B2: C1-C5's primary statistics read with rule v3 in each group of column `by` (an objective, an
+    augmentation family) over its strengths s > 0, contradictions Holm-adjusted over strengths x groups (the same claim
     read in every group, the reference group included: conservative, so the reference's interval here is wider
     than on its claim page). df: measures.group_table. Returns {group: {"C1": ..., ..., "C5": ...}}."""
     from sslgeo_lib.measures import SHAPE_STATISTICS

@@ -128,7 +128,7 @@ class EvalSettings:
 
     Sizes of 0 mean "all" (all 10,000 test images; every test image as an anchor; n_id = the test subset).
     The evaluation draws (test subset, anchors, views, probe splits) are seeded by each run's own seed, so
-    an interval over seeds covers training and evaluation randomness together (CLAIMS.md, rule v2).
+    an interval over seeds covers training and evaluation randomness together (CLAIMS.md, rules v2 and v3).
     """
 
     n_test: int = 2000             # held-out test images every metric uses (0 = all); 2,000 = 200 per class

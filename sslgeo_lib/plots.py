@@ -265,7 +265,7 @@ def _check_forest_rows(rows: pd.DataFrame) -> None:
 def forest_plot(rows: pd.DataFrame, height_per_row: float = 0.42):
     """Every claim's primary statistic on one axis, in units of its smallest effect of interest delta and signed so
     that the predicted direction is to the right: the headline interval (bold, coloured by the claim's verdict),
-    each strength's interval behind it (faint), and the negligible band (-1, 1) of rule v2 shaded.
+    each strength's interval behind it (faint), and the negligible band (-1, 1) of the verdict rule shaded.
     rows: one per claim with columns claim, label, verdict, delta, direction, estimate, low, high, and `per_strength`
     (a DataFrame with mean, low, high, or None)."""
     _check_forest_rows(rows)

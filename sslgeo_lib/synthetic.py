@@ -394,7 +394,7 @@ def toy_table(toy: ToyManifold, strengths, seeds, **train_kwargs):
 
 
 def theory_verdicts(linear: "pd.DataFrame", toy: "pd.DataFrame") -> dict:
-    """C7 verdicts (rule v2, `stats`). Primary: the per-seed fit improvement of the closed form over the
+    """C7 verdicts (the rule of `stats`). Primary: the per-seed fit improvement of the closed form over the
     better of its two foils, the data-only alternative and no collapse (`fit_improvement`'s `improvement`,
     dex, > 0 predicted, delta DELTAS["C7"]); secondary: over each foil alone. On the toy, at every s > 0: log rho_data < 0 (the
     exact augmentation direction passes less than the exact data directions; delta DELTAS["C4_rho"]), the

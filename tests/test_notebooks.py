@@ -53,7 +53,7 @@ def test_c2_glues_a_verdict_for_each_reading(executed):
         assert CI.match(glued[f"{key}_ci"]), glued[f"{key}_ci"]
     # smoke runs one seed: the verdict rule must say inconclusive, and why
     assert glued["c2_verdict"] == "inconclusive at 1 (fewer than 2 seeds ran)"
-    assert glued["c2_preset"] == "smoke" and glued["c2_n_runs"] == "2" and glued["c2_rule"] == "v2"
+    assert glued["c2_preset"] == "smoke" and glued["c2_n_runs"] == "2" and glued["c2_rule"] == "v3"
     assert glued["c2_reading"].startswith("The projector's invariance minus the encoder's")
 
 
@@ -100,7 +100,7 @@ def test_claim_notebooks_glue_a_verdict_for_every_reading(executed, name):
         assert CI.match(glued[f"{key}_ci"]), (key, glued[f"{key}_ci"])
         assert glued[f"{key}_statistic"]
     prefix = CLAIM_KEYS[name][0]
-    assert glued[f"{prefix}_reading"] and glued[f"{prefix}_rule"] == "v2"
+    assert glued[f"{prefix}_reading"] and glued[f"{prefix}_rule"] == "v3"
     if name != "c7_theory.ipynb":  # the smoke sweep runs one seed
         assert glued[f"{prefix}_verdict"].endswith("(fewer than 2 seeds ran)")
         assert glued[f"{prefix}_verdict"].startswith("inconclusive")

@@ -5,8 +5,8 @@ from scipy import stats as sps
 
 from sslgeo_lib import stats
 from sslgeo_lib.stats import (CONTRADICTED, INCONCLUSIVE, MIXED, NEGLIGIBLE, SUPPORTED, ci_table, delta_table,
-                              detectable_effect, detectable_slope, mean_ci, ols_slope, outcome, per_strength_claim,
-                              per_strength_table, simulate_null_sweeps, single_claim, trend_claim)
+                              detectable_effect, detectable_slope, holm, mean_ci, ols_slope, outcome, per_strength_claim,
+                              per_strength_table, simulate_null_sweeps, single_claim, step_claim, trend_claim)
 
 T975_2 = 4.302653          # t_{0.975, 2}
 STRENGTHS = (0.0, 0.25, 0.5, 1.0, 1.5)
@@ -25,7 +25,7 @@ def _around(means, spread=(-0.01, 0.0, 0.01)):
 # ---------------------------------------------------------------- constants and deltas
 
 def test_constants_and_delta_table():
-    assert stats.RULE_VERSION == "v2" and stats.MIN_SEEDS == 2 and stats.LEVEL == 0.95
+    assert stats.RULE_VERSION == "v3" and stats.MIN_SEEDS == 2 and stats.LEVEL == 0.95
     assert (SUPPORTED, CONTRADICTED, NEGLIGIBLE, INCONCLUSIVE, MIXED) == (
         "supported", "contradicted", "negligible", "inconclusive", "mixed")
     d = stats.DELTAS
@@ -109,19 +109,41 @@ def test_ols_slope_degenerate_designs():
 
 # ---------------------------------------------------------------- per-strength rule
 
-def test_bonferroni_level_and_half_width():
+def test_plain_level_and_half_width_at_every_strength():
+    """Rule v3: every strength at the plain 95% level (intersection-union), no Bonferroni widening."""
     r = np.random.default_rng(2)
     df = _sweep({s: list(r.standard_normal(3)) for s in STRENGTHS})
     table = per_strength_table(df, "v", +1, 0.02)
     assert table["strength"].tolist() == [0.25, 0.5, 1.0, 1.5]                   # s = 0 dropped, m = 4
-    assert table["level"].tolist() == pytest.approx([0.9875] * 4)
+    assert (table["level"] == 0.95).all()
     for s, row in table.set_index("strength").iterrows():
         v = df.loc[df.strength == s, "v"]
-        half = sps.t.ppf(1 - 0.0125 / 2, 2) * v.std(ddof=1) / np.sqrt(3)
+        half = T975_2 * v.std(ddof=1) / np.sqrt(3)
         assert row["high"] - row["mean"] == pytest.approx(half) and row["mean"] - row["low"] == pytest.approx(half)
-    plain = per_strength_table(df, "v", +1, 0.02, adjust=False)
-    assert (plain["level"] == 0.95).all() and (plain["high"] - plain["low"] < table["high"] - table["low"]).all()
-    assert list(table.columns) == ["strength", "mean", "low", "high", "n_seeds", "level", "outcome"]
+        t = v.mean() / (v.std(ddof=1) / np.sqrt(3))
+        assert row["p_contra"] == pytest.approx(sps.t.cdf(t, 2))   # one-sided, against the predicted side
+    assert list(table.columns) == ["strength", "mean", "low", "high", "n_seeds", "level", "p_contra", "outcome"]
+
+
+def test_holm_step_down_by_hand():
+    # alpha 0.05 over 4: thresholds 0.0125, 0.05/3, 0.025, 0.05 in order of p
+    assert holm([0.01, 0.04, 0.03, 0.012], 0.05).tolist() == [True, False, False, True]
+    assert holm([0.001, 0.02, 0.03, 0.04], 0.05).tolist() == [True, False, False, False]   # 0.02 > 0.05/3 stops
+    assert holm([0.001, 0.01, 0.02, 0.04], 0.05).tolist() == [True, True, True, True]
+    assert holm([np.nan, 0.02], 0.05).tolist() == [False, True]   # a NaN neither counts nor is rejected
+
+
+def test_a_contradiction_must_survive_holm():
+    """Three strengths: one whose 95% interval just excludes 0 on the wrong side (p just under 0.025) is not a
+    contradiction once Holm asks p < 0.025 / 3 of the smallest; a strong one is."""
+    weak = [-0.05, -0.04, -0.03]   # mean -0.04, sd 0.01: t = -6.93, p = 0.0101 > 0.025 / 3
+    df = _sweep({0.25: weak, 0.5: [0.5, 0.51, 0.52], 1.0: [0.5, 0.51, 0.52]})
+    table = per_strength_table(df, "v", +1, 0.001)
+    assert table.loc[0, "high"] < 0 and 0.0083 < table.loc[0, "p_contra"] < 0.025
+    assert table["outcome"].tolist() == [INCONCLUSIVE, SUPPORTED, SUPPORTED]
+    assert per_strength_table(df, "v", +1, 0.001, adjust=False)["outcome"].tolist()[0] == CONTRADICTED
+    strong = _sweep({0.25: [-0.301, -0.3, -0.299], 0.5: [0.5, 0.51, 0.52], 1.0: [0.5, 0.51, 0.52]})
+    assert per_strength_table(strong, "v", +1, 0.001)["outcome"].tolist()[0] == CONTRADICTED
 
 
 def test_per_strength_claim_all_supported():
@@ -130,9 +152,9 @@ def test_per_strength_claim_all_supported():
     assert res.verdict == SUPPORTED and res.text == "supported for every s > 0" and res.n_seeds == 3
     assert res.statistic == "gap (weakest s = 0.25)" and res.estimate == pytest.approx(0.2)
     assert res.delta == 0.01 and len(res.table) == 4
-    assert res.covers == ("95% t-interval over 3 seeds (training and evaluation randomness), "
-                          "Bonferroni-adjusted over 4 strengths (level 98.75%)")
-    half = sps.t.ppf(1 - 0.0125 / 2, 2) * 0.01 / np.sqrt(3)
+    assert res.covers == ("95% t-interval over 3 seeds (training and evaluation randomness); every strength at the "
+                          "plain level (intersection-union), contradictions Holm-adjusted over 4 strengths")
+    half = T975_2 * 0.01 / np.sqrt(3)
     assert res.low == pytest.approx(0.2 - half) and res.high == pytest.approx(0.2 + half)
     assert res.ci_text() == f"0.200 [{0.2 - half:.3f}, {0.2 + half:.3f}]" and res.verdict_text() == res.text
 
@@ -174,7 +196,7 @@ def test_per_strength_claim_all_inconclusive():
     df = _sweep({s: [-1.0, 0.0, 1.0] for s in (0.25, 0.5)})
     res = per_strength_claim("C1", "gap", df, "v", +1, 0.01)
     assert res.verdict == INCONCLUSIVE and res.text == "inconclusive for every s > 0"
-    assert "Bonferroni-adjusted over 2 strengths (level 97.5%)" in res.covers
+    assert "contradictions Holm-adjusted over 2 strengths" in res.covers
 
 
 def test_per_strength_claim_fewer_than_two_seeds():
@@ -193,15 +215,34 @@ def test_trend_claim_outcomes():
     down = _sweep({s: [1 - 0.5 * s + 0.01 * k for k in range(3)] for s in STRENGTHS})
     res = trend_claim("C3", "log erank ratio", down, "v", -1, 0.1)
     assert res.verdict == SUPPORTED and res.estimate == pytest.approx(-0.5)
-    assert res.statistic == "slope of log erank ratio over s" and res.delta == pytest.approx(0.1 / 1.5)
-    assert res.text == "supported for the trend over 0 <= s <= 1.5" and res.n_seeds == 3
-    assert "15 runs (5 strengths x 3 seeds, 13 degrees of freedom" in res.covers
+    assert res.statistic == "slope of log erank ratio over s > 0" and res.delta == pytest.approx(0.1 / 1.5)
+    assert res.text == "supported for the trend over 0.25 <= s <= 1.5" and res.n_seeds == 3
+    assert "over 3 seeds' OLS slopes over s > 0 (4 strengths; 2 degrees of freedom" in res.covers
     assert trend_claim("C3", "x", down, "v", +1, 0.1).verdict == CONTRADICTED
-    flat = _sweep({s: [0.01 * s + 0.001 * k for k in range(3)] for s in STRENGTHS})
-    assert trend_claim("C2", "x", flat, "v", +1, 0.02).verdict == NEGLIGIBLE      # 0.01 < 0.02 / 1.5 per unit s
+    flat = _sweep({s: [0.01 * s + 0.0005 * k * s for k in range(3)] for s in STRENGTHS})
+    assert trend_claim("C2", "x", flat, "v", +1, 0.02).verdict == NEGLIGIBLE      # 0.0105 < 0.02 / 1.5 per unit s
     assert trend_claim("C2", "x", flat, "v", +1, 0.02, slope_delta=0.0).verdict == SUPPORTED
     one = trend_claim("C3", "x", down[down.seed == 0], "v", -1, 0.1)
     assert one.verdict == INCONCLUSIVE and "fewer than 2 seeds" in one.verdict_text() and "no CI" in one.ci_text()
+
+
+def test_a_step_at_the_control_is_not_a_trend_but_its_own_row():
+    """Flat above s = 0 with a jump of 1 from the control: the trend over s > 0 is negligible (v2 fitted through
+    s = 0 and read a supported trend), and the step row carries the jump, a same-seed paired difference."""
+    noise = [-0.001, 0.0, 0.001]
+    step = _sweep({0.0: [0.0 + 2 * e for e in noise], **{s: [1.0 + e for e in noise] for s in STRENGTHS[1:]}})
+    assert trend_claim("C2", "x", step, "v", +1, 0.02).verdict == NEGLIGIBLE
+    res = step_claim("C2", "x", step, "v", +1, 0.02)
+    assert res.verdict == SUPPORTED and res.estimate == pytest.approx(1.0) and res.n_seeds == 3
+    assert res.statistic == "step of x from s = 0 to s = 0.25" and "same-seed differences" in res.covers
+    half = T975_2 * np.std([-0.001, 0.0, 0.001], ddof=1) / np.sqrt(3)
+    assert res.high - res.estimate == pytest.approx(half)   # the paired differences' spread, not the runs'
+    assert step_claim("C2", "x", step[step.strength > 0], "v", +1, 0.02).verdict == INCONCLUSIVE
+
+
+def test_seed_slopes_are_per_seed():
+    df = _sweep({0.25: [0.0, 1.0], 0.5: [0.25, 1.5], 1.0: [0.75, 2.5]})   # seed 0 slope 1, seed 1 slope 2
+    assert stats.seed_slopes(df, "v").to_dict() == pytest.approx({0: 1.0, 1: 2.0})
 
 
 def test_single_claim():
@@ -216,57 +257,74 @@ def test_single_claim():
 # ---------------------------------------------------------------- power
 
 def test_detectable_effect_large_n_is_the_normal_formula():
-    for m in (1, 4):
-        z = sps.norm.ppf(1 - 0.05 / m / 2) + sps.norm.ppf(0.8)
+    for m in (1, 4):   # every one of m independent strengths at the plain level: per-strength power 0.8 ** (1 / m)
+        z = sps.norm.ppf(1 - 0.05 / 2) + sps.norm.ppf(0.8 ** (1 / m))
         assert detectable_effect(2.0, 100_000, m) == pytest.approx(z * 2.0 / np.sqrt(100_000), rel=1e-3)
     assert detectable_effect(1.0, 3, 4) > detectable_effect(1.0, 3, 1) > detectable_effect(1.0, 10, 1)
     assert detectable_effect(1.0, 1) == np.inf
 
 
-def test_detectable_effect_has_the_stated_power_by_monte_carlo():
-    n, m, sd = 3, 4, 0.5
+def test_detectable_effect_has_the_stated_power_at_every_strength_at_once_by_monte_carlo():
+    n, m, sd = 4, 3, 0.5
     effect = detectable_effect(sd, n, m)
-    y = np.random.default_rng(3).normal(effect, sd, (40_000, n))
-    low = y.mean(1) - sps.t.ppf(1 - 0.05 / m / 2, n - 1) * y.std(1, ddof=1) / np.sqrt(n)
-    assert (low > 0).mean() == pytest.approx(0.8, abs=0.03)
+    y = np.random.default_rng(3).normal(effect, sd, (40_000, m, n))
+    low = y.mean(2) - T975[n - 1] * y.std(2, ddof=1) / np.sqrt(n)
+    assert (low > 0).all(1).mean() == pytest.approx(0.8, abs=0.02)
+
+
+T975 = {k: sps.t.ppf(0.975, k) for k in range(1, 10)}
 
 
 def test_detectable_slope_has_the_stated_power_by_monte_carlo():
-    sd, n = 0.3, 3
-    beta = detectable_slope(sd, STRENGTHS, n)
-    x = np.repeat(STRENGTHS, n)
-    y = beta * x + np.random.default_rng(4).normal(0, sd, (40_000, len(x)))
-    rates = []
-    for row in y[:300]:   # a few through the library's own OLS, the rest vectorised
-        rates.append(ols_slope(pd.DataFrame({"strength": x, "v": row}), "v")[1] > 0)
-    xc = x - x.mean()
-    slope = (y - y.mean(1, keepdims=True)) @ xc / (xc @ xc)
-    resid = y - y.mean(1, keepdims=True) - slope[:, None] * xc
-    low = slope - sps.t.ppf(0.975, len(x) - 2) * np.sqrt((resid ** 2).sum(1) / (len(x) - 2) / (xc @ xc))
-    assert np.array_equal(np.array(rates), low[:300] > 0)
-    assert (low > 0).mean() == pytest.approx(0.8, abs=0.03)
-    assert detectable_slope(1.0, (0.0, 1.0), 1) == np.inf
+    sd, n, tau = 0.3, 4, 0.2
+    beta = detectable_slope(sd, STRENGTHS, n, seed_slope_sd=tau)
+    rng = np.random.default_rng(4)
+    pos = np.asarray(STRENGTHS[1:])
+    seed_beta = beta + tau * rng.standard_normal((20_000, 1, n))
+    y = seed_beta * pos[None, :, None] + rng.normal(0, sd, (20_000, len(pos), n))
+    rates = stats.rule_rates(np.concatenate([np.zeros((20_000, 1, n)), y], 1), STRENGTHS, direction=+1)
+    assert rates["trend"] == pytest.approx(0.8, abs=0.02)
+    assert detectable_slope(1.0, (0.0, 1.0), 4) == np.inf and detectable_slope(1.0, STRENGTHS, 1) == np.inf
 
 
-# ---------------------------------------------------------------- calibration under the null
+# ---------------------------------------------------------------- calibration under three null families
 
-def test_null_false_positive_rates_are_near_five_percent():
-    rates = simulate_null_sweeps(n_sweeps=4000, strengths=STRENGTHS, n_seeds=3, seed=0)
-    assert set(rates) == {"per_strength", "claim", "trend"}
-    for key, rate in rates.items():
-        assert 0.02 <= rate <= 0.08, (key, rate)
+@pytest.mark.parametrize("family", stats.NULL_FAMILIES)
+@pytest.mark.parametrize("n_seeds", [3, 4])
+def test_every_rule_holds_its_false_positive_rate_on_every_null_family(family, n_seeds):
+    """4,000 null sweeps of the cpu design (s in {0, 0.25, 0.5, 1}): every rule for which the family is a null
+    asserts an effect in 2-8% of them; a step at s = 0, flat above, is never a supported trend above 8%."""
+    rates = simulate_null_sweeps(n_sweeps=4000, strengths=(0.0, 0.25, 0.5, 1.0), n_seeds=n_seeds, family=family,
+                                 seed=n_seeds)
+    rules = ("trend",) if family == "step" else ("per_strength", "claim", "trend")
+    for rule in rules:
+        assert 0.02 <= rates[rule] <= 0.08, (family, rule, rates[rule])
+
+
+def test_the_intersection_union_rule_has_its_size_at_the_least_favourable_null():
+    assert 0.015 <= stats.least_favourable_iut_rate(4000, seed=7) <= 0.035
+
+
+def test_power_beside_the_false_positive_rates():
+    """An effect of 3 seed-sd at every s > 0 (4 seeds): the intersection-union rule finds it at every strength far
+    more often than v2's Bonferroni intervals would (those need the 1 - 0.05/3 quantile at each strength)."""
+    y = stats.simulate_sweeps(4000, (0.0, 0.25, 0.5, 1.0), 4, effect=3.0, seed=8)
+    iut = stats.rule_rates(y, (0.0, 0.25, 0.5, 1.0))["supported_all"]
+    pos = y[:, 1:, :]
+    bonf_low = pos.mean(2) - sps.t.ppf(1 - 0.05 / 3 / 2, 3) * pos.std(2, ddof=1) / 2
+    assert iut > 0.8 > (bonf_low > 0).all(1).mean()
 
 
 def test_null_simulation_matches_the_library_rules():
-    n_sweeps, delta = 80, 0.3
-    rates = simulate_null_sweeps(n_sweeps=n_sweeps, delta=delta, seed=5)
-    y = np.random.default_rng(5).normal(0.0, 1.0, (n_sweeps, len(STRENGTHS), 3))
+    n_sweeps, delta, strengths = 80, 0.3, (0.0, 0.25, 0.5, 1.0)
+    y = stats.simulate_sweeps(n_sweeps, strengths, 3, "seed-correlated", seed=5)
+    rates = stats.rule_rates(y, strengths, delta)
     per, claim, trend = [], [], []
     for sweep in y:
-        df = _sweep(dict(zip(STRENGTHS, sweep)))
+        df = _sweep(dict(zip(strengths, sweep)))
         per.append(per_strength_table(df, "v", +1, delta, adjust=False)["outcome"].isin([SUPPORTED, CONTRADICTED]))
-        claim.append(per_strength_claim("C", "x", df, "v", +1, delta).table["outcome"].isin([SUPPORTED, CONTRADICTED])
-                     .any())
+        res = per_strength_claim("C", "x", df, "v", +1, delta)
+        claim.append(res.verdict in (SUPPORTED, CONTRADICTED))
         trend.append(trend_claim("C", "x", df, "v", +1, delta).verdict in (SUPPORTED, CONTRADICTED))
     assert rates["per_strength"] == pytest.approx(np.mean(per))
     assert rates["claim"] == pytest.approx(np.mean(claim)) and rates["trend"] == pytest.approx(np.mean(trend))
