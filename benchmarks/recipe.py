@@ -5,6 +5,7 @@ same seed's untrained encoder.
     python benchmarks/recipe.py --stage screen       # only the screening
     python benchmarks/recipe.py --stage final        # only the chosen recipe: s = 0.5 and 1, and its curve
     python benchmarks/recipe.py --quick              # smoke size (CI): every column, in about a minute
+    python benchmarks/recipe.py --markdown           # no training: the rows so far as a markdown table
 
 Per recipe and seed it prints the kNN accuracy of h (cosine, k = 20, a 10,000-image class-balanced training bank,
 2,000 test queries: `sslgeo_lib.monitor`'s protocol), the same for the untrained encoder of the same seed
@@ -31,6 +32,7 @@ from sslgeo_lib.config import RunConfig
 from sslgeo_lib.data import load_dataset
 from sslgeo_lib.embed import encode
 from sslgeo_lib.monitor import knn_of_h, protocol_indices, untrained_encoder
+from sslgeo_lib.presets import CPU_RECIPE
 from sslgeo_lib.probes import linear_probe
 from sslgeo_lib.training.loop import train
 
@@ -58,9 +60,8 @@ CANDIDATES: dict[str, dict] = {
     "residual encoder": dict(encoder="small_resnet"),
     "width 48": dict(encoder_width=48),
 }
-# The recipe the cpu preset adopts, and its budget (source images per run), chosen from the screening.
-CHOSEN = dict(TODAY, n_train=10_000, epochs=40, batch_size=128, lr=0.24, warmup_epochs=2, temperature=0.2,
-              view_batchnorm="per_view", decay_scope="weights")
+# The recipe the cpu preset adopts (presets.CPU_RECIPE, its one spelling), with its budget.
+CHOSEN = dict(TODAY, warmup_epochs=0, **CPU_RECIPE)
 CURVE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # the chosen recipe's epochs at each point of its curve
 COLUMNS = ("stage", "recipe", "strength", "seed", "n_train", "epochs", "knn", "knn_untrained", "gain", "linear",
            "images_per_s", "minutes")
@@ -73,12 +74,14 @@ def run_row(stage: str, name: str, cfg: RunConfig) -> dict:
     with tempfile.TemporaryDirectory(prefix="sslgeo-recipe-") as work:
         result = train(cfg, Path(work), progress=sys.stderr.isatty())
     encoder = result.model.encoder
-    h_bank, h_query = encode(encoder, data.x_train[bank], result.device), encode(encoder, data.x_test[queries], result.device)
+    h_bank = encode(encoder, data.x_train[bank], result.device)
+    h_query = encode(encoder, data.x_test[queries], result.device)
     linear = linear_probe(h_bank, data.y_train[bank], h_query, data.y_test[queries], seed=cfg.seed)["accuracy"]
     knn = knn_of_h(encoder, cfg.dataset, result.device)
     floor = knn_of_h(untrained_encoder(cfg, result.device), cfg.dataset, result.device)
     m = result.metrics
-    return dict(stage=stage, recipe=name, strength=cfg.strength, seed=cfg.seed, n_train=cfg.n_train,
+    return dict(stage=stage, recipe=name, strength=cfg.strength, seed=cfg.seed,
+                n_train=cfg.n_train or len(data.y_train),
                 epochs=cfg.epochs, knn=knn, knn_untrained=floor, gain=knn - floor, linear=linear,
                 images_per_s=m["images_per_s"], minutes=m["train_seconds"] / 60, config=cfg.to_dict())
 
@@ -129,6 +132,23 @@ def summary(rows: list[dict]) -> None:
               f"{mean['images_per_s']:,.0f} img/s  {mean['minutes']:.2f} min", flush=True)
 
 
+def markdown(rows: list[dict]) -> str:
+    """The rows as a markdown table, one line per (stage, recipe, strength): means over seeds, and each seed's kNN."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["stage"], r["recipe"], r["strength"]), []).append(r)
+    out = ["| stage | recipe | s | images x epochs | seeds | kNN of h (each seed) | untrained | gain | linear | img/s "
+           "| min |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (stage, name, s), g in groups.items():
+        mean = {c: float(np.mean([r[c] for r in g])) for c in ("knn", "knn_untrained", "gain", "linear",
+                                                                  "images_per_s", "minutes")}
+        each = ", ".join(f"{r['knn']:.3f}" for r in sorted(g, key=lambda r: r["seed"]))
+        out.append(f"| {stage} | {name} | {s:g} | {g[0]['n_train']:,} x {g[0]['epochs']} | {len(g)} | "
+                   f"{mean['knn']:.3f} ({each}) | {mean['knn_untrained']:.3f} | {mean['gain']:+.3f} | "
+                   f"{mean['linear']:.3f} | {mean['images_per_s']:,.0f} | {mean['minutes']:.2f} |")
+    return "\n".join(out)
+
+
 def curve_figure(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -157,6 +177,7 @@ def main(argv=None) -> None:
     ap.add_argument("--images", type=int, default=SCREEN_IMAGES, help="source images per screening run")
     ap.add_argument("--only", nargs="+", help="screen only these candidates (names as printed)")
     ap.add_argument("--out", type=Path, default=Path("results/recipe"), help="rows.jsonl and the curve figure")
+    ap.add_argument("--markdown", action="store_true", help="print the stored rows as a markdown table and stop")
     ap.add_argument("--quick", action="store_true",
                     help="smoke size: 2 candidates on 1,000 images, the chosen recipe at 2 epochs")
     args = ap.parse_args(argv)
@@ -176,6 +197,9 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / ("rows-quick.jsonl" if args.quick else "rows.jsonl")
     done = [json.loads(line) for line in store.read_text().splitlines()] if store.is_file() else []
+    if args.markdown:
+        print(markdown(done))
+        return
     seen = {json.dumps(r["config"], sort_keys=True) for r in done}
     rows = [r for r in done if json.dumps(r["config"], sort_keys=True) in
             {json.dumps(c.to_dict(), sort_keys=True) for _, _, c in plan}]

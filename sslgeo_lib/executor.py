@@ -232,9 +232,10 @@ def train_on_ray(configs: list[RunConfig], address: str | None = None,
     it starts a new Ray instance on this machine (stopped again at the end). Each run takes one GPU when the
     cluster has GPUs, and `TRAINING_THREADS` CPUs. A progress bar counts finished runs and shows which are
     training and where (a display only: if it cannot be read, the sweep goes on); each run's end is a line with
-    its id. A run whose task fails is reported and resubmitted up to `RETRIES` times (it resumes from the checkpoint its attempt left), unless the
-    failure cannot change on a retry (a bad config, store or data; another code version on a node: `SweepError`
-    at once); runs that still fail raise `SweepError` naming each, after every other run has ended.
+    its id. A run whose task fails is reported and resubmitted up to `RETRIES` times (it resumes from the
+    checkpoint its attempt left), unless the failure cannot change on a retry (a bad config, store or data;
+    another code version on a node: `SweepError` at once); runs that still fail raise `SweepError` naming each,
+    after every other run has ended.
     """
     try:
         import ray

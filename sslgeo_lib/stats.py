@@ -259,8 +259,8 @@ def per_strength_claim(claim: str, statistic: str, df: pd.DataFrame, value: str,
                        null: float = 0.0, family: int = 1) -> ClaimResult:
     """A claim 'for every s > 0' on df (columns strength, seed, value; s = 0 rows ignored): plain intervals and
     outcomes per strength, contradictions Holm-adjusted (per_strength_table); verdict supported if all are,
-    contradicted if any is, negligible / inconclusive if all are, else mixed. The headline is the strength whose bound lies closest to the null on the
-    predicted side (the weakest evidence)."""
+    contradicted if any is, negligible / inconclusive if all are, else mixed. The headline is the strength whose
+    bound lies closest to the null on the predicted side (the weakest evidence)."""
     table = per_strength_table(df, value, direction, delta, null, family=family)
     if len(table) == 0:
         return ClaimResult(claim, statistic, float("nan"), float("nan"), float("nan"), INCONCLUSIVE, 0, delta,
