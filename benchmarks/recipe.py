@@ -1,5 +1,5 @@
-"""Which CPU training recipe makes the encoder learn: candidate recipes trained at equal cost, each against the
-same seed's untrained encoder.
+"""Which CPU training recipe makes the encoder learn: candidate recipes trained on equal numbers of source images,
+each against the same seed's untrained encoder (minutes and images/s say what each costs).
 
     python benchmarks/recipe.py                      # screen every candidate (2 seeds), then the chosen recipe
     python benchmarks/recipe.py --stage screen       # only the screening
@@ -11,11 +11,13 @@ Per recipe and seed it prints the kNN accuracy of h (cosine, k = 20, a 10,000-im
 2,000 test queries: `sslgeo_lib.monitor`'s protocol), the same for the untrained encoder of the same seed
 (BatchNorm statistics re-estimated on the bank) and the gain over it, the linear-probe accuracy of h (trained on
 the bank, tested on the queries), training images/s and minutes. Screening: every candidate changes one thing of
-today's recipe (the cpu preset before this benchmark), at the same number of source images per run, s = 0.5.
+today's recipe (the cpu preset before this benchmark), at the same number of source images per run, s = 0.5 (a
+wider or deeper encoder spends more arithmetic on them: compare its minutes). A candidate whose loss diverges is a
+row with kNN NaN, marked diverged, and the benchmark goes on.
 Final: the chosen recipe (`CHOSEN`) at s = 0.5 and s = 1, and its curve, kNN against training minutes (separate
 runs at several budgets, each with its whole schedule), printed and drawn to OUT/recipe_curve.png.
-Rows are appended to OUT/rows.jsonl as each run ends, and a row already there is not trained again (a stopped
-benchmark resumes).
+Rows are appended to OUT/rows.jsonl as each run ends, and a row already there (same config, training code and kNN
+protocol) is not trained again (a stopped benchmark resumes).
 """
 from __future__ import annotations
 
@@ -31,9 +33,10 @@ import numpy as np
 from sslgeo_lib.config import RunConfig
 from sslgeo_lib.data import load_dataset
 from sslgeo_lib.embed import encode
-from sslgeo_lib.monitor import knn_of_h, protocol_indices, untrained_encoder
+from sslgeo_lib.monitor import PROTOCOL_BANK, PROTOCOL_QUERIES, knn_of_h, protocol_indices, untrained_encoder
 from sslgeo_lib.presets import CPU_RECIPE
 from sslgeo_lib.probes import linear_probe
+from sslgeo_lib.store import code_hash
 from sslgeo_lib.training.loop import train
 
 # Today's recipe: the cpu preset's training before this benchmark (10,000 images x 12 epochs, batch 256, SGD at
@@ -67,12 +70,26 @@ COLUMNS = ("stage", "recipe", "strength", "seed", "n_train", "epochs", "knn", "k
            "images_per_s", "minutes")
 
 
+def row_key(cfg: RunConfig) -> str:
+    """What a stored row must match to be reused: the config, the training code and the kNN protocol."""
+    return json.dumps({"config": cfg.to_dict(), "code": code_hash(), "protocol": [PROTOCOL_BANK, PROTOCOL_QUERIES]},
+                      sort_keys=True)
+
+
 def run_row(stage: str, name: str, cfg: RunConfig) -> dict:
-    """Train `cfg` (in a temporary folder, no monitor) and measure it against its untrained encoder."""
+    """Train `cfg` (in a temporary folder, no monitor) and measure it against its untrained encoder; a run whose
+    loss diverges is a row with NaN accuracies and diverged=True."""
     data = load_dataset(cfg.dataset)
     bank, queries = protocol_indices(data)
+    head = dict(stage=stage, recipe=name, strength=cfg.strength, seed=cfg.seed, n_train=cfg.n_train or len(data.y_train),
+                epochs=cfg.epochs, config=cfg.to_dict(), key=row_key(cfg))
     with tempfile.TemporaryDirectory(prefix="sslgeo-recipe-") as work:
-        result = train(cfg, Path(work), progress=sys.stderr.isatty())
+        try:
+            result = train(cfg, Path(work), progress=sys.stderr.isatty())
+        except FloatingPointError as exc:
+            nan = float("nan")
+            return dict(head, knn=nan, knn_untrained=nan, gain=nan, linear=nan, images_per_s=nan, minutes=nan,
+                        diverged=str(exc))
     encoder = result.model.encoder
     h_bank = encode(encoder, data.x_train[bank], result.device)
     h_query = encode(encoder, data.x_test[queries], result.device)
@@ -80,10 +97,8 @@ def run_row(stage: str, name: str, cfg: RunConfig) -> dict:
     knn = knn_of_h(encoder, cfg.dataset, result.device)
     floor = knn_of_h(untrained_encoder(cfg, result.device), cfg.dataset, result.device)
     m = result.metrics
-    return dict(stage=stage, recipe=name, strength=cfg.strength, seed=cfg.seed,
-                n_train=cfg.n_train or len(data.y_train),
-                epochs=cfg.epochs, knn=knn, knn_untrained=floor, gain=knn - floor, linear=linear,
-                images_per_s=m["images_per_s"], minutes=m["train_seconds"] / 60, config=cfg.to_dict())
+    return dict(head, knn=knn, knn_untrained=floor, gain=knn - floor, linear=linear,
+                images_per_s=m["images_per_s"], minutes=m["train_seconds"] / 60)
 
 
 def screening(seeds, images: int, names=None) -> list[tuple[str, str, RunConfig]]:
@@ -114,7 +129,7 @@ def print_row(row: dict) -> None:
     print(f"{row['stage']:6s} {row['recipe']:28s} s={row['strength']:<4g} seed={row['seed']}  "
           f"{row['n_train']:>6,} x {row['epochs']:<3d} knn {row['knn']:.3f}  untrained {row['knn_untrained']:.3f}  "
           f"gain {row['gain']:+.3f}  linear {row['linear']:.3f}  {row['images_per_s']:,.0f} img/s  "
-          f"{row['minutes']:.2f} min", flush=True)
+          f"{row['minutes']:.2f} min" + ("  DIVERGED" if row.get("diverged") else ""), flush=True)
 
 
 def summary(rows: list[dict]) -> None:
@@ -200,16 +215,15 @@ def main(argv=None) -> None:
     if args.markdown:
         print(markdown(done))
         return
-    seen = {json.dumps(r["config"], sort_keys=True) for r in done}
-    rows = [r for r in done if json.dumps(r["config"], sort_keys=True) in
-            {json.dumps(c.to_dict(), sort_keys=True) for _, _, c in plan}]
+    seen = {r.get("key") for r in done}
+    rows = [r for r in done if r.get("key") in {row_key(c) for _, _, c in plan}]
     for r in rows:
         print_row(r)
     t0 = time.perf_counter()
     for stage, name, cfg in plan:
-        if json.dumps(cfg.to_dict(), sort_keys=True) in seen:
+        if row_key(cfg) in seen:
             continue
-        seen.add(json.dumps(cfg.to_dict(), sort_keys=True))
+        seen.add(row_key(cfg))
         row = run_row(stage, name, cfg)
         with store.open("a") as f:
             f.write(json.dumps(row) + "\n")

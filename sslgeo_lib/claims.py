@@ -236,9 +236,9 @@ PRIMARY = {"C1": (+1, DELTAS["C1"]), "C2": (+1, DELTAS["C2"]), "C3": (-1, DELTAS
 
 def group_verdicts(df: pd.DataFrame, by: str) -> dict[str, dict[str, ClaimResult]]:
     """B1 / B2: C1-C5's primary statistics read with rule v3 in each group of column `by` (an objective, an
-    augmentation family) over its strengths s > 0, contradictions Holm-adjusted over strengths x groups (the same claim
-    read in every group, the reference group included: conservative, so the reference's interval here is wider
-    than on its claim page). df: measures.group_table. Returns {group: {"C1": ..., ..., "C5": ...}}."""
+    augmentation family) over its strengths s > 0, contradictions Holm-adjusted over strengths x groups (the same
+    claim read in every group, the reference group included: a contradiction of the reference needs more evidence
+    here than on its claim page; its intervals are the same). df: measures.group_table. Returns {group: {"C1": ..., ..., "C5": ...}}."""
     from sslgeo_lib.measures import SHAPE_STATISTICS
 
     groups = sorted(df[by].unique(), key=str)

@@ -70,7 +70,11 @@ def _clean(args) -> None:
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(removed)} item(s) from {runs_dir()}" + ("".join(f"\n  {r}" for r in removed)))
     gone = {r.split("/")[0] for r in removed}
-    kept = [r for r in list_runs() if r["kind"] == "run" and r["stale"] and r["id"] not in gone]
+    rows = list_runs()
+    for r in rows:
+        if r["id"] in args.runs and r["id"] not in gone:
+            print(f"kept {r['id']}, named but not removable now: {r['status']}")
+    kept = [r for r in rows if r["kind"] == "run" and r["stale"] and r["id"] not in gone]
     if kept:
         print(f"kept {len(kept)} run(s) trained by other code or on other data (another checkout or SSLGEO_DATA may "
               f"use them):" + "".join(f"\n  {r['id']}  {r['origin']}" for r in kept))

@@ -320,10 +320,19 @@ def _tar_members(path: Path):
                 if total > MAX_ARCHIVE_BYTES:
                     raise SourceError(f"{path}: its image members exceed {MAX_ARCHIVE_BYTES:,} bytes in all "
                                       f"(data.MAX_ARCHIVE_BYTES) at member {m.name}; refused")
-                yield m.name, (lambda m=m: tar.extractfile(m).read())
+                yield m.name, (lambda m=m: _read_member(tar, m, path))
             _check_end_of_archive(tar, path)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise SourceError(f"{path} is truncated or not a readable tar archive ({type(exc).__name__}: {exc})") from None
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> bytes:
+    """A member's bytes; an archive that ends inside them is a SourceError that names it (not a raw tar error)."""
+    try:
+        return tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise SourceError(f"{path} is truncated or not a readable tar archive: member {member.name} cannot be read "
+                          f"({type(exc).__name__}: {exc})") from None
 
 
 def _check_end_of_archive(tar: tarfile.TarFile, path: Path) -> None:
@@ -336,22 +345,20 @@ def _check_end_of_archive(tar: tarfile.TarFile, path: Path) -> None:
 
 
 # Image modes and how they become 8-bit RGB: the 8-bit modes through PIL's conversion (alpha dropped, palette
-# looked up, CMYK and YCbCr converted); 16-bit greyscale ("I;16*", and "I" as PNG's 16-bit images open) scaled by
-# 255 / 65535 and rounded, never clipped; anything else refused by name.
+# looked up, CMYK and YCbCr converted); 16-bit greyscale ("I;16*", as PIL opens 16-bit PNGs) scaled by 255 / 65535
+# and rounded, never clipped; anything else refused by name, among them "I" (32-bit integers of no stated range)
+# and "F" (32-bit floats).
 EIGHT_BIT_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
-SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """`img` as 8-bit RGB with its values kept (see EIGHT_BIT_MODES, SIXTEEN_BIT_MODES); a mode without a defined
-    8-bit meaning (32-bit float "F", "I" outside 0..65535, LAB, HSV, ...) is a ValueError naming it."""
+    8-bit meaning (32-bit integer "I", 32-bit float "F", LAB, HSV, ...) is a ValueError naming it."""
     if img.mode in EIGHT_BIT_MODES:
         return img.convert("RGB")
     if img.mode in SIXTEEN_BIT_MODES:
         a = np.asarray(img).astype(np.int64)
-        if a.size and (a.min() < 0 or a.max() > 65535):
-            raise ValueError(f"image mode {img.mode!r} with values {a.min():,}..{a.max():,} is outside the 16-bit "
-                             f"range 0..65535 that this mode is read as; convert it to 8 or 16 bits")
         grey = ((a * 255 + 32767) // 65535).astype(np.uint8)  # round(v / 257)
         return Image.fromarray(np.repeat(grey[..., None], 3, axis=2))
     raise ValueError(f"image mode {img.mode!r} has no defined 8-bit RGB reading; accepted modes: "

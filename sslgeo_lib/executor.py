@@ -202,7 +202,7 @@ def ray_connection(address: str | None = None):
         yield None
         return
     target = address or os.environ.get("RAY_ADDRESS")
-    if target:
+    if target and target != "local":  # "local": Ray's word for a new instance here, which is the private one
         check_reachable(target)
         ray.init(address=target, logging_level="WARNING")
         try:

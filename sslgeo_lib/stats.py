@@ -316,7 +316,7 @@ def step_claim(claim: str, statistic: str, df: pd.DataFrame, value: str, directi
         return ClaimResult(claim, f"step of {statistic} from s = 0", float("nan"), float("nan"), float("nan"),
                            INCONCLUSIVE, 0, delta, "inconclusive: no s = 0 control and s > 0 pair", "no interval",
                            direction=direction)
-    wide = df.pivot_table(index="seed", columns="strength", values=value)
+    wide = df.pivot_table(index="seed", columns="strength", values=value).reindex(columns=[0.0, pos[0]])
     diff = (wide[pos[0]] - wide[0.0]).dropna()
     res = single_claim(claim, f"step of {statistic} from s = 0 to s = {pos[0]:g}", diff.to_numpy(), direction, delta)
     return ClaimResult(res.claim, res.statistic, res.estimate, res.low, res.high, res.verdict, res.n_seeds, delta,

@@ -418,6 +418,9 @@ def _origin(path: Path, cfg: RunConfig) -> str:
 
     if _stored_id(path, cfg) == path.name:
         return "this"
+    if not (path / "provenance.json").is_file() and path.name in {  # interrupted on another kind of machine
+            run_id(cfg, numbers={"device": d, "precision": p}) for d in ("cuda", "cpu") for p in ("bf16", "fp32")}:
+        return "this"
     try:
         recorded = json.loads((path / "provenance.json").read_text())["data"]["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError):

@@ -124,24 +124,24 @@ GPU_PRESETS = ("gpu-lite", "gpu")  # ResNet-18 on the whole training set: days o
 def check_preset(preset: Preset, allow_cpu: bool | None = None) -> None:
     """Before a sweep trains anything: the preset's evaluation sizes fit its data (n_test, n_anchor, n_id,
     n_probe_train), and a GPU preset has a GPU unless `allow_cpu` (None: $SSLGEO_ALLOW_CPU == "1") says to train
-    it on the CPU anyway. A ValueError names the number that does not fit and what is accepted."""
+    it on the CPU anyway (`sweep` skips the device check when Ray's workers train). A ValueError names the number that does not fit and what is accepted."""
     import torch
 
     from sslgeo_lib.data import load_dataset
 
     data = load_dataset(preset.base.dataset)
-    ev = preset.eval
-    ev.anchor_size(len(data.y_test)), ev.id_size(len(data.y_test))  # n_test, n_anchor, n_id against the test split
-    if ev.n_probe_train > len(data.y_train):
-        raise ValueError(f"n_probe_train={ev.n_probe_train:,} is larger than the {len(data.y_train):,} training images "
-                         f"of {preset.base.dataset} (use n_probe_train <= {len(data.y_train):,}, or 0 for each run's "
-                         f"own training subset)")
     allow = allow_cpu if allow_cpu is not None else os.environ.get("SSLGEO_ALLOW_CPU") == "1"
     if preset.name in GPU_PRESETS and not torch.cuda.is_available() and not allow:
         raise ValueError(f"preset {preset.name} trains ResNet-18 on all {len(data.y_train):,} training images and "
                          f"needs a GPU; this machine has none (a run would take many hours). Use --preset cpu (sized "
                          f"for 2 CPU cores), or gpu-lite / gpu on a machine with a GPU; --allow-cpu "
                          f"(SSLGEO_ALLOW_CPU=1) trains it here anyway")
+    ev = preset.eval
+    ev.anchor_size(len(data.y_test)), ev.id_size(len(data.y_test))  # n_test, n_anchor, n_id against the test split
+    if ev.n_probe_train > len(data.y_train):
+        raise ValueError(f"n_probe_train={ev.n_probe_train:,} is larger than the {len(data.y_train):,} training images "
+                         f"of {preset.base.dataset} (use n_probe_train <= {len(data.y_train):,}, or 0 for each run's "
+                         f"own training subset)")
 
 
 def sweep(preset: Preset, progress: bool = True, configs: list[RunConfig] | None = None,
@@ -158,11 +158,12 @@ def sweep(preset: Preset, progress: bool = True, configs: list[RunConfig] | None
     executor = resolve_executor(executor)
     configs = preset.configs() if configs is None else list(dict.fromkeys(configs))  # each run once
     missing = [c for c in configs if find_entry(c) is None]
-    check_preset(preset, allow_cpu if missing else True)  # stored runs are read on any machine
-    for cfg in missing:
-        check_fits(cfg)
     if missing:
         check_store(missing[0])
+    # stored runs are read on any machine, and Ray's workers bring their own devices
+    check_preset(preset, allow_cpu if missing and executor == "local" else True)
+    for cfg in missing:
+        check_fits(cfg)
     if executor == "ray" and missing:
         # the workers' entries (on a GPU cluster their numerics, hence their ids, may differ from this machine's)
         trained = {c: read_entry(o.path, c) for c, o in train_on_ray(missing, address, progress).items()}
@@ -207,7 +208,8 @@ def learning_table(runs: list[Run], device=None) -> pd.DataFrame:
             return [{"knn": knn_of_h(r.model(device).encoder, r.config.dataset, device),
                      "knn_untrained": knn_of_h(untrained_encoder(r.config, device), r.config.dataset, device)}]
 
-        (row,) = r.cached("learning", {"bank": PROTOCOL_BANK, "queries": PROTOCOL_QUERIES}, compute, ("monitor.py",))
+        (row,) = r.cached("learning", {"bank": PROTOCOL_BANK, "queries": PROTOCOL_QUERIES}, compute,
+                          ("monitor.py", "embed.py", "probes.py"))
         c = r.config
         rows.append({"strength": c.strength, "seed": c.seed, "method": c.method, "augment_family": c.augment_family,
                      "projector_depth": c.projector_depth, **row, "gain": row["knn"] - row["knn_untrained"]})

@@ -216,6 +216,20 @@ def test_a_run_trained_on_another_kind_of_device_is_not_stale(area):
     assert store.clean() == []
 
 
+def test_an_interrupted_run_of_another_kind_of_machine_is_not_another_codes(area):
+    """A GPU run of this code and data, interrupted (a checkpoint, no provenance), seen from a CPU host: its name
+    is one of this code's names for the config, so it is this code's run, kept whole by every flag but its id."""
+    from sslgeo_lib.training.loop import train
+
+    cfg = TINY.replace(epochs=2)
+    gpu = runs_dir() / run_id(cfg, numbers={"device": "cuda", "precision": "bf16"})
+    store.start_entry(gpu, cfg)
+    train(cfg, gpu, progress=False, max_epochs=1)
+    (row,) = list_runs()
+    assert row["origin"] == "this" and row["state"] == "resumable"
+    assert store.clean(other_code=True, other_data=True) == [] and (gpu / "checkpoint.pt").is_file()
+
+
 def test_an_unreadable_item_is_reported_and_left_alone(area, monkeypatch):
     run = get_or_train(TINY, progress=False)
     (runs_dir() / "00000000000000ff").mkdir()
@@ -371,6 +385,24 @@ def test_a_tar_cut_at_a_member_boundary_is_rejected(area, monkeypatch):
         load_dataset()
 
 
+@pytest.mark.parametrize("mode", ["w", "w:gz"])
+def test_an_archive_cut_inside_an_image_is_a_named_source_error(area, monkeypatch, mode):
+    """Cut in the middle of a member's bytes (not at a header): the reader of that member fails, and that is the
+    same named SourceError as any truncation, not a raw tar or gzip error."""
+    big = area / "tree" / "train" / "class0" / "0000.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(big)
+    full = _tar(area / "tree", area / ("full.tar" + (".gz" if mode == "w:gz" else "")), mode)
+    with tarfile.open(full) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("class0/0000.png"))
+    raw = full.read_bytes()
+    cut_at = member.offset_data + member.size // 2 if mode == "w" else len(raw) // 2
+    cut = area / ("cut.tar" + (".gz" if mode == "w:gz" else ""))
+    cut.write_bytes(raw[:cut_at])
+    monkeypatch.setenv("SSLGEO_DATA", str(cut))
+    with pytest.raises(SourceError, match=f"{cut} is truncated"):
+        load_dataset()
+
+
 def test_a_cut_gzip_tar_is_rejected(area, monkeypatch):
     full = _tar(area / "tree", area / "full.tar.gz", "w:gz")
     cut = area / "cut.tar.gz"
@@ -431,8 +463,7 @@ def _mode_cases():
         ("RGB", _encoded(Image.new("RGB", (4, 4), (10, 20, 30)), "PNG"), (10, 20, 30)),
         ("RGBA", _encoded(Image.new("RGBA", (4, 4), (10, 20, 30, 40)), "PNG"), (10, 20, 30)),
         ("I;16", _encoded(Image.fromarray(sixteen), "PNG"), (128, 128, 128)),
-        ("I", _encoded(Image.fromarray(sixteen.astype(np.int32), mode="I"), "TIFF"), (128, 128, 128)),
-        ("I", _encoded(Image.fromarray(np.full((4, 4), 70_000, np.int32), mode="I"), "TIFF"), None),
+        ("I", _encoded(Image.fromarray(np.full((4, 4), 100, np.int32), mode="I"), "TIFF"), None),  # no stated range
         ("F", _encoded(Image.new("F", (4, 4), 0.5), "TIFF"), None),
         ("CMYK", _encoded(Image.new("CMYK", (4, 4), (0, 255, 255, 0)), "TIFF"), (255, 0, 0)),
     ]
@@ -567,9 +598,23 @@ def test_a_gpu_preset_without_a_gpu_is_refused_unless_allowed(area, monkeypatch,
         assert exit_.value.code == 2 and f"preset {preset} trains ResNet-18" in err
         assert "--preset cpu" in err and "gpu-lite" in err and "--allow-cpu" in err
     assert _nothing_stored()
-    check_preset(make_preset("gpu", n_test=60, n_anchor=20, n_probe_train=0), allow_cpu=True)  # the override
+    check_preset(make_preset("gpu", n_test=60, n_anchor=20, n_id=0, n_probe_train=0), allow_cpu=True)  # the override
+    from sslgeo_lib import executor
+    from sslgeo_lib.sweep import sweep
+
+    class Submitted(Exception):
+        pass
+
+    def submitted(*a, **k):
+        raise Submitted
+
+    monkeypatch.setattr(executor, "train_on_ray", submitted)  # Ray's workers bring their own GPUs: no refusal here
+    small = make_preset("gpu", batch_size=64, n_test=60, n_anchor=20, n_id=0, n_probe_train=0, strengths=[1.0],
+                        seeds=[0])
+    with pytest.raises(Submitted):
+        sweep(small, progress=False, executor="ray")
     monkeypatch.setenv("SSLGEO_ALLOW_CPU", "1")
-    check_preset(make_preset("gpu", n_test=60, n_anchor=20, n_probe_train=0))
+    check_preset(make_preset("gpu", n_test=60, n_anchor=20, n_id=0, n_probe_train=0))
 
 
 def test_ctrl_c_during_training_prints_one_line_and_the_run_resumes(cifar, isolated_store):

@@ -267,6 +267,15 @@ def test_a_wrong_address_fails_within_30_seconds_and_names_it(cifar, isolated_st
     assert not isolated_store.exists() or not [p for p in isolated_store.iterdir() if p.name != ".locks"]
 
 
+def test_check_reachable_leaves_rays_own_words_to_ray(monkeypatch):
+    from sslgeo_lib.executor import SweepError, check_reachable
+
+    for address in ("auto", "ray://10.0.0.1:10001"):
+        check_reachable(address)  # no probe: Ray resolves these
+    with pytest.raises(SweepError, match="is not HOST:PORT"):
+        check_reachable("nowhere")
+
+
 def test_executor_choice_and_its_errors(monkeypatch):
     monkeypatch.delenv("SSLGEO_EXECUTOR", raising=False)
     assert resolve_executor() == "local" and resolve_executor("ray") == "ray"
