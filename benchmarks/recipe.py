@@ -112,9 +112,16 @@ def screening(seeds, images: int, names=None) -> list[tuple[str, str, RunConfig]
     return out
 
 
+FINAL_EPOCHS = 9  # the budget the final stage measures: 450,000 source images, 5 min a run at 1,500 images/s
+
+
 def final(seeds, scale: float = 1.0) -> list[tuple[str, str, RunConfig]]:
+    """The chosen recipe at the largest budget a run may take (FINAL_EPOCHS), s = 0.5 and 1, and its frontier:
+    separate runs at fractions of that budget (CURVE_FRACTIONS), each with its whole schedule, from which the
+    preset takes the knee (presets.CPU_RECIPE's epochs)."""
     recipe = dict(CHOSEN)
-    epochs = max(2, round(recipe.pop("epochs") * scale))
+    recipe.pop("epochs")
+    epochs = max(2, round(FINAL_EPOCHS * scale))
     warm = min(recipe.pop("warmup_epochs"), epochs - 1)
     base = RunConfig(**recipe, epochs=epochs, warmup_epochs=warm)
     out = [("final", "chosen", base.replace(strength=s, seed=k)) for s in (0.5, 1.0) for k in seeds]
