@@ -209,6 +209,10 @@ def entry_path(cfg: RunConfig, device=None) -> Path:
     return runs_dir() / run_id(cfg, device)
 
 
+# Every numerics a run may have trained with: its name is one of these run_id(cfg, numbers=...) for its config.
+NUMERICS = tuple({"device": d, "precision": p} for d in ("cuda", "cpu") for p in ("bf16", "fp32"))
+
+
 def find_entry(cfg: RunConfig, device=None) -> Path | None:
     """`cfg`'s complete entry: the one named with this machine's numerics, else one trained with other numerics
     (on a GPU, or on a CPU with or without bf16) under the same code and data, so that runs trained on a cluster's
@@ -216,7 +220,7 @@ def find_entry(cfg: RunConfig, device=None) -> Path | None:
     here = entry_path(cfg, device)
     if check_entry(here, cfg) is None:
         return here
-    for numbers in ({"device": d, "precision": p} for d in ("cuda", "cpu") for p in ("bf16", "fp32")):
+    for numbers in NUMERICS:
         path = runs_dir() / run_id(cfg, numbers=numbers)
         if path != here and check_entry(path, cfg) is None:
             return path
@@ -419,7 +423,7 @@ def _origin(path: Path, cfg: RunConfig) -> str:
     if _stored_id(path, cfg) == path.name:
         return "this"
     if not (path / "provenance.json").is_file() and path.name in {  # interrupted on another kind of machine
-            run_id(cfg, numbers={"device": d, "precision": p}) for d in ("cuda", "cpu") for p in ("bf16", "fp32")}:
+            run_id(cfg, numbers=numbers) for numbers in NUMERICS}:
         return "this"
     try:
         recorded = json.loads((path / "provenance.json").read_text())["data"]["fingerprint"]

@@ -125,13 +125,12 @@ def check_preset(preset: Preset, allow_cpu: bool | None = None) -> None:
     """Before a sweep trains anything: the preset's evaluation sizes fit its data (n_test, n_anchor, n_id,
     n_probe_train), and a GPU preset has a GPU unless `allow_cpu` (None: $SSLGEO_ALLOW_CPU == "1") says to train
     it on the CPU anyway (`sweep` skips the device check when Ray's workers train). A ValueError names the number that does not fit and what is accepted."""
-    import torch
-
     from sslgeo_lib.data import load_dataset
+    from sslgeo_lib.training.loop import default_device
 
     data = load_dataset(preset.base.dataset)
     allow = allow_cpu if allow_cpu is not None else os.environ.get("SSLGEO_ALLOW_CPU") == "1"
-    if preset.name in GPU_PRESETS and not torch.cuda.is_available() and not allow:
+    if preset.name in GPU_PRESETS and default_device().type == "cpu" and not allow:
         raise ValueError(f"preset {preset.name} trains ResNet-18 on all {len(data.y_train):,} training images and "
                          f"needs a GPU; this machine has none (a run would take many hours). Use --preset cpu (sized "
                          f"for 2 CPU cores), or gpu-lite / gpu on a machine with a GPU; --allow-cpu "

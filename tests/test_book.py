@@ -29,7 +29,7 @@ def test_intro_has_the_claims_table_with_computed_verdicts(html):
     table = page[page.index("<table"):page.index("</table>")]
     _rows_have_verdicts(table, CORE_CLAIMS)
     assert "I(z) - I(h)" in table and "erank(z) / erank(h)" in table and "locality gap" in table
-    assert re.search(r"verdict rule\s*<span class=\"pasted-text\">v2</span>", page)
+    assert re.search(r"verdict rule\s*<span class=\"pasted-text\">v3</span>", page)
     head = page[:page.index("<table")]
     assert not re.search(r"<img [^>]*src=\"[^\"]+\.png\"", head)  # the forest plot comes after the tables
     summary = (html / "summary.html").read_text()

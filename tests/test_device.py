@@ -11,7 +11,7 @@ LIB = Path(__file__).resolve().parents[1] / "sslgeo_lib"
 # The only places allowed to name a device: choosing one, asking what it supports or what it is called, and
 # looking a stored run up under the numerics of another kind of device.
 ALLOWED = {("training/loop.py", "default_device"), ("training/loop.py", "autocast_dtype"),
-           ("provenance.py", "device_name"), ("presets.py", "resolve_preset_name"), ("store.py", "find_entry")}
+           ("provenance.py", "device_name"), ("presets.py", "resolve_preset_name"), ("store.py", "NUMERICS")}
 
 
 def _functions_naming_cuda():
@@ -19,9 +19,9 @@ def _functions_naming_cuda():
     for path in LIB.rglob("*.py"):
         current = None
         for line in path.read_text().splitlines():
-            m = re.match(r"def (\w+)", line)  # top-level functions
+            m = re.match(r"def (\w+)|(\w+)\s*[:=]", line)  # top-level functions and module-level names
             if m:
-                current = m.group(1)
+                current = m.group(1) or m.group(2)
             if re.search(r"\.cuda\(|[\"']cuda|torch\.cuda\.", line):
                 found.add((path.relative_to(LIB).as_posix(), current))
     return found
