@@ -191,7 +191,9 @@ class ClaimResult:
     direction: int = +1  # the predicted sign of the statistic
 
     def ci_text(self, digits: int = 3) -> str:
-        """'0.056 [0.025, 0.088]', or '0.056 (no CI: 1 seed)' without an interval."""
+        """'0.056 [0.025, 0.088]', '0.056 (no CI: 1 seed)' without an interval, 'no estimate' without either."""
+        if np.isnan(self.estimate):
+            return "no estimate"
         if np.isnan(self.low) or np.isnan(self.high):
             return f"{self.estimate:.{digits}f} (no CI: {_seeds(self.n_seeds)})"
         return f"{self.estimate:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
@@ -296,10 +298,14 @@ def trend_claim(claim: str, statistic: str, df: pd.DataFrame, value: str, direct
     outcome() with band slope_delta (default trend_delta(delta), per unit s); inconclusive with no interval below
     2 seeds."""
     band = trend_delta(delta) if slope_delta is None else slope_delta
+    s = sorted(df.loc[(df["strength"] > 0) & df[value].notna(), "strength"].unique())
+    if len(s) < 2:
+        return ClaimResult(claim, f"slope of {statistic} over s > 0", float("nan"), float("nan"), float("nan"),
+                           INCONCLUSIVE, 0, band, f"inconclusive for the trend, which needs at least 2 strengths "
+                           f"s > 0; this sweep has {len(s)}", "no interval", direction=direction)
     slopes = seed_slopes(df, value)
     slope, lo, hi = mean_ci(slopes.to_numpy())
     verdict = outcome(lo, hi, direction, band)
-    s = sorted(df.loc[(df["strength"] > 0) & df[value].notna(), "strength"].unique())
     span = f" over {s[0]:g} <= s <= {s[-1]:g}" if len(s) > 1 else ""
     covers = (f"{_pct(LEVEL)} t-interval over {_seeds(len(slopes))}' OLS slopes over s > 0 ({len(s)} strengths; "
               f"{max(len(slopes) - 1, 0)} degrees of freedom; {COVERS})")

@@ -620,9 +620,12 @@ def test_a_gpu_preset_without_a_gpu_is_refused_unless_allowed(area, monkeypatch,
 def test_ctrl_c_during_training_prints_one_line_and_the_run_resumes(cifar, isolated_store):
     """SIGINT while `sslgeo train` trains: one line that says the run resumes, no traceback, exit 130."""
     env = {**os.environ, "SSLGEO_PRESET": "smoke"}
+    # SIGINT as a terminal delivers it: a job started in the background (as CI is) inherits SIGINT ignored, and
+    # Python then leaves it ignored
     proc = subprocess.Popen([sys.executable, "-m", "sslgeo_lib.cli", "train", "--preset", "smoke", "--main-only",
                              "--quiet", "--epochs", "50"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not list(runs_dir().glob("*/checkpoint.pt")):

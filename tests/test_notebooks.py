@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow  # builds the book / runs notebooks: the full tier
 BOOK = Path(__file__).resolve().parents[1] / "book"
 NOTEBOOKS = sorted(p.name for p in BOOK.glob("*.ipynb"))
 VERDICT = re.compile(r"^(supported|contradicted|negligible|inconclusive)\b[\w\s.,;=<>-]*( \(fewer than 2 seeds ran\))?$")
-CI = re.compile(r"^-?\d+\.\d+ (\[-?\d+\.\d+, -?\d+\.\d+\]|\(no CI: \d+ seed\))$")
+CI = re.compile(r"^(-?\d+\.\d+ (\[-?\d+\.\d+, -?\d+\.\d+\]|\(no CI: \d+ seed\))|no estimate)$")
 
 
 @pytest.fixture(scope="module")

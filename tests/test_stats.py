@@ -224,6 +224,9 @@ def test_trend_claim_outcomes():
     assert trend_claim("C2", "x", flat, "v", +1, 0.02, slope_delta=0.0).verdict == SUPPORTED
     one = trend_claim("C3", "x", down[down.seed == 0], "v", -1, 0.1)
     assert one.verdict == INCONCLUSIVE and "fewer than 2 seeds" in one.verdict_text() and "no CI" in one.ci_text()
+    single = trend_claim("C3", "x", down[down.strength <= 0.25], "v", -1, 0.1)  # one strength s > 0: no slope
+    assert single.verdict == INCONCLUSIVE and single.ci_text() == "no estimate"
+    assert single.text == "inconclusive for the trend, which needs at least 2 strengths s > 0; this sweep has 1"
 
 
 def test_a_step_at_the_control_is_not_a_trend_but_its_own_row():
