@@ -4,6 +4,7 @@ each against the same seed's untrained encoder (minutes and images/s say what ea
     python benchmarks/recipe.py                      # screen every candidate (2 seeds), then the chosen recipe
     python benchmarks/recipe.py --stage screen       # only the screening
     python benchmarks/recipe.py --stage final        # only the chosen recipe: s = 0.5 and 1, and its curve
+    python benchmarks/recipe.py --stage objectives   # B1's objectives on the chosen recipe, each at its own steps
     python benchmarks/recipe.py --quick              # smoke size (CI): every column, in about a minute
     python benchmarks/recipe.py --markdown           # no training: the rows so far as a markdown table
 
@@ -16,6 +17,10 @@ wider or deeper encoder spends more arithmetic on them: compare its minutes). A 
 row with kNN NaN, marked diverged, and the benchmark goes on.
 Final: the chosen recipe (`CHOSEN`) at s = 0.5 and s = 1, and its curve, kNN against training minutes (separate
 runs at several budgets, each with its whole schedule), printed and drawn to OUT/recipe_curve.png.
+Objectives: B1's objectives (VICReg, Barlow Twins, BYOL) on the chosen recipe at s = 1, each at the base learning
+rates of `OBJECTIVE_STEPS` (the first is the one B1 uses, `presets.BeyondGrid.lr`; the others are its alternatives,
+on the first seed only): an objective's step is set by its learning rate, since its loss's constant factor scales
+its gradient.
 Rows are appended to OUT/rows.jsonl as each run ends, and a row already there (same config, training code and kNN
 protocol) is not trained again (a stopped benchmark resumes).
 """
@@ -112,6 +117,30 @@ def screening(seeds, images: int, names=None) -> list[tuple[str, str, RunConfig]
     return out
 
 
+# B1's objectives at their steps (base learning rates, x batch/256): the first is the one the presets use
+# (presets.BeyondGrid.lr), the others the alternatives measured beside it. With plain SGD a loss's constant factor
+# scales its step: against lightly's CIFAR recipe (SGD, lr 0.06 x batch/128) SimCLR's 0.06 is a 0.5x step, and the
+# objectives' matching steps are VICReg 0.06 (its loss is lightly's), Barlow Twins 0.6 (ours is 0.1 x lightly's) and
+# BYOL 0.015 (ours is the symmetrised sum, 4 x lightly's); VICReg diverged at 0.06 and 0.03 on the earlier recipe.
+OBJECTIVE_STEPS: dict[str, tuple[float, ...]] = {
+    "vicreg": (0.01, 0.02),
+    "barlow_twins": (0.6, 0.06),
+    "byol": (0.06, 0.015),
+}
+
+
+def objectives(seeds) -> list[tuple[str, str, RunConfig]]:
+    """Each B1 objective on the chosen recipe at s = 1: its presets' step on every seed, then the alternatives on
+    the first seed."""
+    base = RunConfig(**CHOSEN).replace(strength=1.0)
+    out = []
+    for rank, pick in ((0, list(seeds)), (1, [seeds[0]])):
+        for method, lrs in OBJECTIVE_STEPS.items():
+            for lr in (lrs[:1] if rank == 0 else lrs[1:]):
+                out += [("objective", f"{method} lr {lr:g}", base.replace(method=method, lr=lr, seed=k)) for k in pick]
+    return out
+
+
 FINAL_EPOCHS = 9  # the budget the final stage measures: 450,000 source images, 5 min a run at 1,500 images/s
 
 
@@ -194,7 +223,7 @@ def curve_figure(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", choices=("all", "screen", "final"), default="all")
+    ap.add_argument("--stage", choices=("all", "screen", "final", "objectives"), default="all")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--images", type=int, default=SCREEN_IMAGES, help="source images per screening run")
     ap.add_argument("--only", nargs="+", help="screen only these candidates (names as printed)")
@@ -210,12 +239,15 @@ def main(argv=None) -> None:
     if args.quick:
         small = dict(n_train=1000, encoder_width=8, projector_width=64, projector_out=16)
         plan = [(st, name, cfg.replace(**small, epochs=2, warmup_epochs=min(cfg.warmup_epochs, 1)))
-                for st, name, cfg in screening([0], 2000, ["today", "per-view BatchNorm"]) + final([0], 0.05)]
+                for st, name, cfg in screening([0], 2000, ["today", "per-view BatchNorm"]) + final([0], 0.05)
+                + objectives([0])[:1]]
     else:
         if args.stage in ("all", "screen"):
             plan += screening(args.seeds, args.images, args.only)
         if args.stage in ("all", "final"):
             plan += final(args.seeds)
+        if args.stage in ("all", "objectives"):
+            plan += objectives(args.seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / ("rows-quick.jsonl" if args.quick else "rows.jsonl")
     done = [json.loads(line) for line in store.read_text().splitlines()] if store.is_file() else []

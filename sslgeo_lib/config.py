@@ -139,6 +139,8 @@ class EvalSettings:
     n_probe_train: int = 0         # clean training images the probes (C1, B4) and tangent planes (C4) use: drawn
                                    # class-balanced from the training split by the run's seed (0 = the run's own
                                    # training subset); bounds the probes' cost on the full training set
+    n_probe_test: int = 0          # test images the probes score (C1; 0 = all 10,000: the paired accuracy
+                                   # difference on 2,000 images alone has sd ~0.01, C1's delta)
     tangent_k: int = 50            # clean training neighbours that define a local tangent plane (C4)
     tangent_d: int = 8             # the fixed tangent-plane dimension d (C4; the local lPCA d is reported too)
     small_strength: float = 0.25   # strength of the views that define the augmentation directions U_i (C4)
@@ -150,7 +152,7 @@ class EvalSettings:
 
     def __post_init__(self):
         _check_types(self)
-        for name in ("n_test", "n_anchor", "n_id", "n_probe_train"):
+        for name in ("n_test", "n_anchor", "n_id", "n_probe_train", "n_probe_test"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 = all), got {getattr(self, name)}")
         for name in ("n_views", "tangent_k", "tangent_d", "aug_dims", "knn_k"):
@@ -176,6 +178,10 @@ class EvalSettings:
     def test_size(self, n_available: int) -> int:
         """n_test resolved against the test set (0 = all); larger than the set is an error."""
         return _resolve("n_test", self.n_test, n_available)
+
+    def probe_test_size(self, n_available: int) -> int:
+        """n_probe_test resolved against the test set (0 = all)."""
+        return _resolve("n_probe_test", self.n_probe_test, n_available)
 
     def anchor_size(self, n_available: int) -> int:
         """n_anchor resolved (0 = the test subset); the anchors are the first test-subset images."""

@@ -3,7 +3,8 @@
 All extraction is batched, no-grad, in fp32 (evaluation features are not rounded to bf16) with channels_last
 inputs, in eval mode, on any device; `embed` and `embed_views` fold each BatchNorm into the convolution before it
 (the same function in eval mode, to float rounding: 1.2-1.4x faster on the CPU). `clean_features` and `view_features` cache their arrays in the run's store entry.
-Layer names: "h" (encoder), "hidden1" .. "hidden{depth-1}" (projector hidden layers, after ReLU), "z".
+Layer names: "h" (encoder), "hidden1" .. "hidden{depth-1}" (projector hidden layers, after ReLU), "z"; the cached
+features also hold "z0" = g0(h), the architecture baseline of rule v3 (`initial_projector`).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from sslgeo_lib.training.subset import class_balanced_subset
 BATCH = 1000  # images per forward pass
 
 
-def _batches(x_u8: np.ndarray, device):
+def image_batches(x_u8: np.ndarray, device):
     for i in range(0, len(x_u8), BATCH):
         yield torch.from_numpy(x_u8[i:i + BATCH]).to(device).float().div_(255)
 
@@ -35,7 +36,7 @@ def _fast(x: torch.Tensor) -> torch.Tensor:
 def encode(encoder: torch.nn.Module, x_u8: np.ndarray, device="cpu") -> np.ndarray:
     """h = f(x) for uint8 images (N, 3, H, W): float32 (N, D)."""
     encoder.eval()
-    return np.concatenate([encoder(_fast(xb)).float().cpu().numpy() for xb in _batches(x_u8, device)])
+    return np.concatenate([encoder(_fast(xb)).float().cpu().numpy() for xb in image_batches(x_u8, device)])
 
 
 def for_inference(model):
@@ -60,7 +61,7 @@ def layers(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
 def embed(model, x_u8: np.ndarray, device="cpu") -> dict[str, np.ndarray]:
     """Every layer for uint8 images (N, 3, H, W): {layer: float32 (N, dim)}."""
     model = for_inference(model)
-    parts = [layers(model, xb) for xb in _batches(x_u8, device)]
+    parts = [layers(model, xb) for xb in image_batches(x_u8, device)]
     return {k: torch.cat([p[k] for p in parts]).float().cpu().numpy() for k in parts[0]}
 
 
@@ -75,7 +76,7 @@ def embed_views(model, x_u8: np.ndarray, strength: float, n_views: int, seed: in
     model = for_inference(model)
     gen = torch.Generator(device=device).manual_seed(seed)
     out = {k: [] for k in keep} | {f"param_{p}": [] for p in PARAM_NAMES}
-    for xb in _batches(x_u8, device):
+    for xb in image_batches(x_u8, device):
         per_view = {k: [] for k in out}
         for _ in range(n_views):
             views, params = augment(xb, strength, gen, family)
@@ -89,6 +90,62 @@ def embed_views(model, x_u8: np.ndarray, strength: float, n_views: int, seed: in
     return {k: torch.cat(v).numpy() for k, v in out.items()}
 
 
+@torch.no_grad()
+def reestimate_batchnorm(module: torch.nn.Module, batches) -> torch.nn.Module:
+    """`module` with every BatchNorm's running statistics replaced by their average over `batches` (float tensors
+    it takes as input; a forward pass in training mode with cumulative averaging, no weight changes). Returned in
+    eval mode."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: the mean over the batches seen
+    module.train()
+    for xb in batches:
+        module(xb)
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    return module.eval()
+
+
+G0_IMAGES = 10_000  # training images whose trained h re-estimate the BatchNorm statistics of g0
+
+
+def initial_projector(run, device="cpu"):
+    """g0, the architecture baseline of rule v3: the run's projector at initialisation (rebuilt from its seed by
+    `new_model`), its BatchNorm statistics re-estimated on the run's *trained* h of G0_IMAGES of its training
+    images (class-balanced, drawn by its seed from its training subset); in eval mode. None for a run without a
+    projector. Its statistics are cached with the run."""
+    from sslgeo_lib.training.loop import new_model
+
+    g0 = new_model(run.config).projector
+    if g0 is None:
+        return None
+
+    def compute():
+        data = load_dataset(run.config.dataset)
+        own = split_indices(run.config, "train", data.y_train, 0)
+        if len(own) > G0_IMAGES:
+            own = own[class_balanced_subset(data.y_train[own], G0_IMAGES, run.config.seed)]
+        h = torch.from_numpy(encode(run.model(device).encoder, data.x_train[own], device))
+        reestimate_batchnorm(g0, (h[i:i + BATCH] for i in range(0, len(h), BATCH)))
+        return {k: v.cpu().numpy() for k, v in g0.state_dict().items()}
+
+    state = run.cached("g0", {"images": G0_IMAGES}, compute, FEATURE_CODE)
+    g0.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    return g0.to(device).eval()
+
+
+@torch.no_grad()
+def project(projector, h: np.ndarray, device="cpu") -> np.ndarray:
+    """projector(h) for float32 features of any leading shape (..., D), in batches; h itself without a projector."""
+    if projector is None:
+        return h.copy()
+    flat = torch.from_numpy(h.reshape(-1, h.shape[-1]))
+    out = torch.cat([projector(flat[i:i + BATCH].to(device)).float().cpu() for i in range(0, len(flat), BATCH)])
+    return out.numpy().reshape(*h.shape[:-1], -1)
+
+
 FEATURE_CODE = ("embed.py",)  # what keys the feature caches, besides the run id (which covers the model code)
 
 
@@ -100,7 +157,8 @@ def eval_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def clean_features(run, split: str, n: int, device="cpu") -> dict[str, np.ndarray]:
     """Cached `embed` of a split's evaluation subset of `n` images drawn by the run's seed ("train" with n = 0:
-    the run's own training subset), plus "y" (labels) and "index" (positions in the split)."""
+    the run's own training subset), plus "z0" (g0(h), `initial_projector`), "y" (labels) and "index" (positions
+    in the split)."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     seed = run.config.seed
@@ -109,7 +167,8 @@ def clean_features(run, split: str, n: int, device="cpu") -> dict[str, np.ndarra
         data = load_dataset(run.config.dataset)
         x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
         idx = split_indices(run.config, split, y, n)
-        return {**embed(run.model(device), x[idx], device), "y": y[idx], "index": idx}
+        out = embed(run.model(device), x[idx], device)
+        return {**out, "z0": project(initial_projector(run, device), out["h"], device), "y": y[idx], "index": idx}
 
     return run.cached(f"clean-{split}", {"n": n, "seed": seed}, compute, FEATURE_CODE)
 
@@ -126,13 +185,15 @@ def view_features(run, n: int, strength: float, n_views: int, device="cpu",
                   keep=("h", "z"), family: str = "all") -> dict[str, np.ndarray]:
     """Cached `embed_views` of the test evaluation subset of size `n` (the images `clean_features(run, "test",
     n)` holds), views drawn from a generator seeded by the run's seed, of augmentation `family` (the full
-    policy by default; a run's own family for views "as in training")."""
+    policy by default; a run's own family for views "as in training"); with "h" kept, also "z0" = g0(h)."""
     seed = run.config.seed
 
     def compute():
         data = load_dataset(run.config.dataset)
         idx = eval_indices(data.y_test, n, seed)
         out = embed_views(run.model(device), data.x_test[idx], strength, n_views, seed, device, keep, family)
+        if "h" in keep:
+            out["z0"] = project(initial_projector(run, device), out["h"], device)
         return {**out, "y": data.y_test[idx], "index": idx}
 
     settings = {"n": n, "strength": float(strength), "n_views": n_views, "seed": seed, "keep": list(keep),

@@ -181,9 +181,10 @@ def random_subspace(dim: int, r: int, rng: np.random.Generator) -> np.ndarray:
     return np.linalg.qr(rng.standard_normal((dim, r)))[0]
 
 
-def locality_gap(kept, tangents, rng: np.random.Generator) -> np.ndarray:
+def locality_gap(kept, tangents, rng: np.random.Generator | None = None, partners=None) -> np.ndarray:
     """C4 v2 primary: alpha(A_i, T_i) - alpha(A_i, T_j(i)) for each anchor i, j a random derangement of the
-    anchors drawn from `rng` (every anchor compared with exactly one other, each used once as the foil).
+    anchors drawn from `rng` (every anchor compared with exactly one other, each used once as the foil), or
+    j = partners[i] when given (e.g. `same_class_partners`; a negative partner gives NaN for that anchor).
 
     kept: A kept subspaces, orthonormal bases (D, r_i) (a list, or an array (A, D, r)); tangents: the local
     tangent planes at the same anchors, bases (D, d) (list or (A, D, d)), every T from the same estimator,
@@ -196,10 +197,27 @@ def locality_gap(kept, tangents, rng: np.random.Generator) -> np.ndarray:
     n = len(kept)
     if n < 2 or len(tangents) != n:
         raise ValueError(f"need >= 2 anchors and one tangent plane each, got {n} and {len(tangents)}")
+    if partners is not None:
+        j = np.asarray(partners)
+        return np.array([alignment(kept[i], tangents[i]) - alignment(kept[i], tangents[j[i]]) if j[i] >= 0
+                         else np.nan for i in range(n)])
     j = rng.permutation(n)
     while np.any(j == np.arange(n)):  # rejection: about e draws on average
         j = rng.permutation(n)
     return np.array([alignment(kept[i], tangents[i]) - alignment(kept[i], tangents[j[i]]) for i in range(n)])
+
+
+def same_class_partners(anchors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """For each anchor (A, D), the index of the nearest other anchor (Euclidean) of the same label: C4's second
+    locality foil (v3), which tells "the tangent plane at this point" from "this class's subspace"; -1 for an
+    anchor alone in its class."""
+    a = np.asarray(anchors, np.float64)
+    dist = ((a[:, None, :] - a[None, :, :]) ** 2).sum(-1)
+    labels = np.asarray(labels)
+    dist[labels[:, None] != labels[None, :]] = np.inf
+    np.fill_diagonal(dist, np.inf)
+    j = dist.argmin(1)
+    return np.where(np.isfinite(dist[np.arange(len(a)), j]), j, -1)
 
 
 def suppression_vs_data(jac: np.ndarray, aug: np.ndarray, tangent: np.ndarray) -> float | np.ndarray:

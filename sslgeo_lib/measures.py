@@ -46,9 +46,9 @@ def layer_names(features: dict) -> list[str]:
 # --- C2 ------------------------------------------------------------------------------------------
 
 def invariance_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
-    """Invariance I and mean view cosine of h and z, at s_eval = s_train (eval "train", the run's own augmentation
-    family) and at the fixed s_eval = ev.eval_strength (eval "fixed", the full policy). Columns: strength, seed, eval, layer, invariance, v_aug, v_tot,
-    cosine."""
+    """Invariance I and mean view cosine of h, z and z0 = g0(h) (the architecture baseline), at s_eval = s_train
+    (eval "train", the run's own augmentation family) and at the fixed s_eval = ev.eval_strength (eval "fixed",
+    the full policy). Columns: strength, seed, eval, layer, invariance, v_aug, v_tot, cosine."""
     def rows_of(run):
         n_test = _sizes(run, ev)[0]
         rows = []
@@ -56,7 +56,7 @@ def invariance_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
                                       ("fixed", ev.eval_strength, "all")):
             views = view_features(run, n_test, s_eval, ev.n_views, family=family)
             rows += [{"eval": label, "layer": layer, **geometry.invariance(views[layer]),
-                      "cosine": geometry.view_cosine(views[layer])} for layer in ("h", "z")]
+                      "cosine": geometry.view_cosine(views[layer])} for layer in ("h", "z", "z0")]
         return rows
 
     return _table(runs, "invariance", ev, ("n_test", "n_views", "eval_strength"), rows_of)
@@ -73,36 +73,39 @@ def layer_difference(df: pd.DataFrame, value: str, keys=(), a: str = "z", b: str
 # --- C1 ------------------------------------------------------------------------------------------
 
 def transfer_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
-    """Linear-probe and kNN accuracy of every layer (h, projector hidden layers, z), fitted on the run's own
-    training subset and scored on its held-out test subset. Columns: strength, seed, layer, depth (0 = h,
-    ..., last = z), linear, knn, C (the probe's chosen inverse regularisation)."""
+    """Linear-probe and kNN accuracy of every layer (h, projector hidden layers, z) and of z0 = g0(h) (the
+    architecture baseline, depth NaN), fitted on ev.n_probe_train clean training images and scored on
+    ev.n_probe_test test images (0 = all). Columns: strength, seed, layer, depth (0 = h, ..., last = z), linear,
+    knn, C (the probe's chosen inverse regularisation)."""
     def rows_of(run):
         seed = run.config.seed
-        train, test = clean_features(run, "train", ev.n_probe_train), clean_features(run, "test", _sizes(run, ev)[0])
+        n_test = ev.probe_test_size(len(load_dataset(run.config.dataset).y_test))
+        train, test = clean_features(run, "train", ev.n_probe_train), clean_features(run, "test", n_test)
         rows = []
-        for depth, layer in enumerate(layer_names(train)):
+        for depth, layer in [*enumerate(layer_names(train)), (float("nan"), "z0")]:
             lin = probes.linear_probe(train[layer], train["y"], test[layer], test["y"], ev.probe_c_grid,
                                       ev.probe_val_fraction, seed)
             knn = probes.knn_accuracy(train[layer], train["y"], test[layer], test["y"], ev.knn_k)
             rows.append({"layer": layer, "depth": depth, "linear": lin["accuracy"], "knn": knn, "C": lin["C"]})
         return rows
 
-    return _table(runs, "transfer", ev, ("n_test", "n_probe_train", "knn_k", "probe_c_grid", "probe_val_fraction"),
-                  rows_of)
+    return _table(runs, "transfer", ev, ("n_probe_test", "n_probe_train", "knn_k", "probe_c_grid",
+                                         "probe_val_fraction"), rows_of)
 
 
 # --- C3 ------------------------------------------------------------------------------------------
 
 def dimension_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
-    """Dimension of clean test features of h and z: effective rank, participation ratio, PCA dimensions at
-    90% and 99%, intrinsic dimension (TwoNN, MLE, lPCA) at the same n_id points for both; and (layer "J") the
-    mean effective rank of the projector Jacobian at the anchors. Columns: strength, seed, layer, measure,
-    value."""
+    """Dimension of clean test features of h, z and z0 = g0(h) (the architecture baseline): effective rank,
+    participation ratio, PCA dimensions at 90% and 99%, intrinsic dimension (TwoNN, MLE, lPCA) at the same n_id
+    points for all; (layer "h_top_m") the effective rank of h's projection on its top m principal components
+    (m = dim z: what a linear map to m dimensions keeps at best); and (layer "J") the mean effective rank of the
+    projector Jacobian at the anchors. Columns: strength, seed, layer, measure, value."""
     def rows_of(run):
         n_test, n_anchor, n_id = _sizes(run, ev)
         test = clean_features(run, "test", n_test)
         rows = []
-        for layer in ("h", "z"):
+        for layer in ("h", "z", "z0"):
             x = test[layer]
             values = {"effective rank": geometry.effective_rank(x),
                       "participation ratio": geometry.participation_ratio(x),
@@ -110,6 +113,9 @@ def dimension_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
                       **{f"ID {e}": geometry.intrinsic_dimension(x, n_id, e, run.config.seed)
                          for e in geometry.ID_ESTIMATORS}}
             rows += [{"layer": layer, "measure": k, "value": float(v)} for k, v in values.items()]
+        top = geometry.singular_values(test["h"])[: test["z"].shape[1]]
+        rows.append({"layer": "h_top_m", "measure": "effective rank",
+                     "value": float(geometry.effective_rank_of_spectrum(top[None])[0])})
         jac = geometry.jacobians(run.model().projector, clean_features(run, "test", n_anchor)["h"])
         rows.append({"layer": "J", "measure": "effective rank",
                      "value": float(geometry.jacobian_effective_rank(jac).mean())})
@@ -119,12 +125,16 @@ def dimension_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
 
 
 def erank_ratio(df: pd.DataFrame) -> pd.DataFrame:
-    """Per run: erank of h, z and J, the ratio erank(z) / erank(h) and its log (C3's primary statistic)."""
+    """Per run: erank of h, z, z0, h_top_m and J, the ratio erank(z) / erank(h) and its log (C3's raw
+    statistic), log_learned = log(erank(z) / erank(z0)) (the learned part, C3's primary statistic under rule v3)
+    and log_vs_top_m = log(erank(z) / erank(h_top_m))."""
     er = df[df["measure"] == "effective rank"]
     wide = er.pivot_table(index=["strength", "seed"], columns="layer", values="value").reset_index()
     wide.columns.name = None
     wide["ratio"] = wide["z"] / wide["h"]
     wide["log_ratio"] = np.log(wide["ratio"])
+    wide["log_learned"] = np.log(wide["z"] / wide["z0"])
+    wide["log_vs_top_m"] = np.log(wide["z"] / wide["h_top_m"])
     return wide
 
 
@@ -145,16 +155,19 @@ def spectra(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
 # --- C5 ------------------------------------------------------------------------------------------
 
 def retention_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
-    """How well each augmentation parameter is recovered from r(t(x)) - r(x), r in {h, z}, for views at the
-    fixed s_eval (the same task for every run): held-out R^2 (continuous) or accuracy (binary).
+    """How well each augmentation parameter is recovered from r(t(x)) - r(x), r in {h, z, z0 = g0(h) (the
+    architecture baseline), z_unit = z / ||z|| (what NT-Xent sees)}, for views at the fixed s_eval (the same task
+    for every run): held-out R^2 (continuous) or accuracy (binary).
     Columns: strength, seed, layer, parameter, kind ("R2" | "accuracy"), value."""
     def rows_of(run):
         n_test = _sizes(run, ev)[0]
         clean = clean_features(run, "test", n_test)
         views = view_features(run, n_test, ev.eval_strength, ev.n_views)
         params = {p: views[f"param_{p}"] for p in PARAM_NAMES}
+        unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+        clean, views = {**clean, "z_unit": unit(clean["z"])}, {**views, "z_unit": unit(views["z"])}
         rows = []
-        for layer in ("h", "z"):
+        for layer in ("h", "z", "z0", "z_unit"):
             scores = probes.parameter_retention(clean[layer], views[layer], params, ev.retention_test_fraction,
                                                 run.config.seed)
             rows += [{"layer": layer, "parameter": p, "kind": "accuracy" if p in BINARY_PARAMS else "R2",
@@ -182,6 +195,7 @@ def tangent_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
     lPCA dimension) x r_mode (R_MODES). T_i = top-d PCA of the tangent_k nearest clean training features of
     h_i; A_i = top-r right singular vectors of J(h_i). Columns (means over anchors): alpha (alpha(A_i, T_i)),
     alpha_other (alpha(A_i, T_j), j a random other anchor), locality_gap (their difference, the v2 primary),
+    locality_gap_same_class (the same with j the nearest other anchor of the same class, v3's second foil),
     locality_gap_no_radial (the same with each anchor's radial direction h_i / ||h_i|| removed from A_i and T_i),
     alpha_global (global top-d PCA, v1's foil), alpha_random (max(r, d) / D), d, r; rho_data (the
     augmentation directions U_i against the data directions T_i, v2), rho_random (against random directions
@@ -224,6 +238,7 @@ def _tangent_rows(run: Run, ev: EvalSettings) -> list[dict]:
     _, singular, right = np.linalg.svd(jac.astype(np.float64), full_matrices=False)  # right: (A, min(m, D), D)
     erank = np.maximum(1, np.rint(geometry.effective_rank_of_spectrum(singular))).astype(int)
     nbrs = geometry.neighbours(anchors, bank, ev.tangent_k)
+    same_class = geometry.same_class_partners(anchors, clean["y"])
     dim, rng = anchors.shape[1], np.random.default_rng(run.config.seed)
     global_pca = geometry.local_pca(bank, dim)
     aug = geometry.augmentation_directions(views, ev.aug_dims)  # (A, D, aug_dims), one batched SVD
@@ -241,10 +256,12 @@ def _tangent_rows(run: Run, ev: EvalSettings) -> list[dict]:
             rs = {"erank": erank, "d": np.array(ds), "2d": 2 * np.array(ds)}[r_mode].clip(1, min(jac.shape[1:]))
             kept = [right[i, :rs[i]].T for i in range(len(anchors))]
             gap = geometry.locality_gap(kept, tangents, rng)
+            gap_same = geometry.locality_gap(kept, tangents, partners=same_class)
             radial = geometry.locality_gap(_without(kept, anchors), tangents_no_radial, rng)
             alpha = np.array([geometry.alignment(tangents[i], kept[i]) for i in range(len(anchors))])
             rows.append({"d_mode": d_mode, "r_mode": r_mode, "alpha": float(alpha.mean()),
                          "alpha_other": float((alpha - gap).mean()), "locality_gap": float(gap.mean()),
+                         "locality_gap_same_class": float(np.nanmean(gap_same)),
                          "locality_gap_no_radial": float(radial.mean()),
                          "alpha_global": float(np.mean([geometry.alignment(global_pca[:, :ds[i]], kept[i])
                                                         for i in range(len(anchors))])),
@@ -257,11 +274,13 @@ def _tangent_rows(run: Run, ev: EvalSettings) -> list[dict]:
 
 # --- C6: projector shape ----------------------------------------------------------------------------
 
-SHAPE_STATISTICS = {  # column: what it is (C1-C5's primary statistics, and the encoder-side values behind them)
-    "acc_h": "linear-probe accuracy of h", "C1": "acc(h) - acc(z)",
-    "I_h": "invariance of h (s_eval = s_train)", "C2": "I(z) - I(h)",
-    "log_erank_h": "log effective rank of h", "C3": "log(erank(z) / erank(h))",
-    "C4": "locality gap (d fixed)", "retention_h": "retention of h", "C5": "retention(h) - retention(z)",
+SHAPE_STATISTICS = {  # column: what it is (C1-C5's primary statistics under rule v3, their raw forms, and the
+    # encoder-side values behind them)
+    "acc_h": "linear-probe accuracy of h", "C1": "learned gap acc(z0) - acc(z)", "C1_raw": "acc(h) - acc(z)",
+    "I_h": "invariance of h (s_eval = s_train)", "C2": "learned I(z) - I(z0)", "C2_raw": "I(z) - I(h)",
+    "log_erank_h": "log effective rank of h", "C3": "log(erank(z) / erank(z0))",
+    "C3_raw": "log(erank(z) / erank(h))", "C4": "locality gap (d fixed)", "retention_h": "retention of h",
+    "C5": "learned retention(z0) - retention(z)", "C5_raw": "retention(h) - retention(z)",
 }
 
 
@@ -299,36 +318,41 @@ def primary_statistics(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
     tang = tangent_table(runs, ev)
     tang = tang[(tang["d_mode"] == "fixed") & (tang["r_mode"] == "erank")].set_index(key)
     ret = retention_scores(retention_table(runs, ev)).pivot_table(index=key, columns="layer", values="retention")
-    out = pd.DataFrame({"acc_h": acc["h"], "C1": acc["h"] - acc["z"], "I_h": inv["h"], "C2": inv["z"] - inv["h"],
-                        "log_erank_h": np.log(er["h"]), "C3": er["log_ratio"], "C4": tang["locality_gap"],
-                        "retention_h": ret["h"], "C5": ret["h"] - ret["z"]})
+    out = pd.DataFrame({"acc_h": acc["h"], "C1": acc["z0"] - acc["z"], "C1_raw": acc["h"] - acc["z"],
+                        "I_h": inv["h"], "C2": inv["z"] - inv["z0"], "C2_raw": inv["z"] - inv["h"],
+                        "log_erank_h": np.log(er["h"]), "C3": er["log_learned"], "C3_raw": er["log_ratio"],
+                        "C4": tang["locality_gap"], "retention_h": ret["h"], "C5": ret["z0"] - ret["z"],
+                        "C5_raw": ret["h"] - ret["z"]})
     return out.reset_index()
 
 
 # --- B4: training progress ---------------------------------------------------------------------------
 
-PROGRESS_STATISTICS = {"C1_knn": "kNN acc(h) - acc(z)", "C2": "I(z) - I(h), s_eval = s_train",
-                       "C3": "log(erank(z) / erank(h))"}
+PROGRESS_STATISTICS = {"C1_knn": "learned kNN gap acc(z0) - acc(z)", "C2": "learned I(z) - I(z0), s_eval = s_train",
+                       "C3": "log(erank(z) / erank(z0))"}
 
 
 def progress_table(runs: list[Run], ev: EvalSettings) -> pd.DataFrame:
-    """B4: C1's kNN gap, C2's and C3's primary statistics of each run at each of its kept epochs (the snapshots
-    after 25% and 50% of training, and the end), computed exactly as the claim pages compute them (the same
-    features, views, kNN and estimators) but nothing else. Columns: strength, seed, epoch, progress
-    (epoch / epochs), and PROGRESS_STATISTICS."""
+    """B4: C1's learned kNN gap, C2's and C3's primary statistics (learned parts, against each snapshot's own g0)
+    of each run at each of its kept epochs (the snapshots after 25% and 50% of training, and the end), computed
+    exactly as the claim pages compute them (the same features, views, kNN and estimators) but nothing else.
+    Columns: strength, seed, epoch, progress (epoch / epochs), and PROGRESS_STATISTICS."""
     def rows_of(run):
         n_test = _sizes(run, ev)[0]
+        n_probe = ev.probe_test_size(len(load_dataset(run.config.dataset).y_test))
         train, test = clean_features(run, "train", ev.n_probe_train), clean_features(run, "test", n_test)
+        probe_test = clean_features(run, "test", n_probe)
         views = view_features(run, n_test, run.config.strength, ev.n_views, family=run.config.augment_family)
-        knn = {k: probes.knn_accuracy(train[k], train["y"], test[k], test["y"], ev.knn_k) for k in ("h", "z")}
-        inv = {k: geometry.invariance(views[k])["invariance"] for k in ("h", "z")}
-        erank = {k: geometry.effective_rank(test[k]) for k in ("h", "z")}
-        return [{"C1_knn": knn["h"] - knn["z"], "C2": float(inv["z"] - inv["h"]),
-                 "C3": float(np.log(erank["z"] / erank["h"]))}]
+        knn = {k: probes.knn_accuracy(train[k], train["y"], probe_test[k], probe_test["y"], ev.knn_k)
+               for k in ("z", "z0")}
+        inv = {k: geometry.invariance(views[k])["invariance"] for k in ("z", "z0")}
+        erank = {k: geometry.effective_rank(test[k]) for k in ("z", "z0")}
+        return [{"C1_knn": knn["z0"] - knn["z"], "C2": float(inv["z"] - inv["z0"]),
+                 "C3": float(np.log(erank["z"] / erank["z0"]))}]
 
     frames = []
     for epoch in sorted({e for r in runs for e in r.epochs}):
         at = [r.at(epoch) for r in runs if epoch in r.epochs]
-        frame = _table(at, "progress", ev, ("n_test", "n_probe_train", "n_views", "knn_k"), rows_of)
+        frame = _table(at, "progress", ev, ("n_test", "n_probe_train", "n_probe_test", "n_views", "knn_k"), rows_of)
         frames.append(frame.assign(epoch=epoch, progress=epoch / at[0].config.epochs))
     return pd.concat(frames, ignore_index=True)

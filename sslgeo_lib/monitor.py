@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from sslgeo_lib.data import load_dataset
-from sslgeo_lib.embed import BATCH, encode
+from sslgeo_lib.embed import encode, image_batches, reestimate_batchnorm
 from sslgeo_lib.probes import knn_accuracy
 from sslgeo_lib.training.loop import new_model
 from sslgeo_lib.training.subset import class_balanced_subset
@@ -44,29 +44,11 @@ def knn_of_h(encoder: torch.nn.Module, dataset: str, device) -> float:
     return knn_accuracy(h_bank, data.y_train[bank], h_query, data.y_test[queries])
 
 
-@torch.no_grad()
-def reestimate_batchnorm(encoder: torch.nn.Module, x_u8: np.ndarray, device) -> torch.nn.Module:
-    """`encoder` with every BatchNorm's running statistics replaced by their average over `x_u8`'s batches of
-    `BATCH` images (a forward pass in training mode with cumulative averaging; no weight changes). Returned in
-    eval mode."""
-    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: the mean over the batches seen
-    encoder.train()
-    for i in range(0, len(x_u8), BATCH):
-        encoder(torch.from_numpy(x_u8[i:i + BATCH]).to(device).float().div_(255))
-    for m, momentum in zip(norms, saved):
-        m.momentum = momentum
-    return encoder.eval()
-
-
 def untrained_encoder(cfg, device="cpu") -> torch.nn.Module:
     """The encoder of `cfg` at initialisation (its seed), BatchNorm statistics re-estimated on the protocol's bank."""
     data = load_dataset(cfg.dataset)
     bank, _ = protocol_indices(data)
-    return reestimate_batchnorm(new_model(cfg).encoder.to(device), data.x_train[bank], device)
+    return reestimate_batchnorm(new_model(cfg).encoder.to(device), image_batches(data.x_train[bank], device))
 
 
 MONITOR_BANK = 2000    # training images in the monitor's bank (from the run's own subset)

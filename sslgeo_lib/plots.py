@@ -106,6 +106,7 @@ def layer_profile_plot(df: pd.DataFrame, value: str = "linear", ylabel: str = "l
     """`value` by layer through the projector (x: h, hidden..., z in depth order), one line per strength:
     mean over seeds with its 95% t-interval."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    df = df[df["depth"].notna()]  # the network's layers (z0, the architecture baseline, has no depth)
     order = df.sort_values("depth").drop_duplicates("layer")["layer"].tolist()
     strengths = sorted(df["strength"].unique())
     colors = dict(zip(strengths, sns.color_palette("viridis", len(strengths))))
@@ -240,7 +241,7 @@ def progress_plot(df: pd.DataFrame, statistics: dict[str, str], height: float = 
 
 
 VERDICT_COLORS = {"supported": "#1b9e77", "contradicted": "#d95f02", "negligible": "#7f7f7f", "mixed": "#e6ab02",
-                  "inconclusive": "#7570b3"}
+                  "inconclusive": "#7570b3", "not tested": "#c7c7c7"}
 
 
 FOREST_COLUMNS = ("claim", "label", "verdict", "delta", "direction", "estimate", "low", "high", "per_strength")

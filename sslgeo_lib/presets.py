@@ -110,7 +110,7 @@ PRESETS = {
     "smoke": Preset("smoke", RunConfig(n_train=1000, encoder_width=8, projector_width=128, projector_out=32,
                                        epochs=4, batch_size=128, monitor_every=1),
                     strengths=(0.0, 1.0), seeds=(0,),
-                    eval=EvalSettings(n_test=500, n_views=4, n_anchor=40, n_id=0, tangent_k=20),
+                    eval=EvalSettings(n_test=500, n_views=4, n_anchor=40, n_id=0, tangent_k=20, n_probe_test=500),
                     shapes=ShapeGrid(shapes=((0, 128), (1, 128), (2, 128), (2, 256), (3, 128)), strong=1.0, weak=0.0),
                     beyond=BeyondGrid(strengths=(1.0,))),
     # Meaningful verdicts on a 2-core CPU; sizes calibrated in the README and the methods chapter.
@@ -133,6 +133,29 @@ PRESETS = {
                                    weak_depths=(0, 1, 2, 3)),
                   beyond=BeyondGrid(strengths=(0.25, 1.0))),
 }
+# The whole-pipeline null (rule v3): untrained networks of a preset's architecture, through every claim's code.
+NULL_LR = 1e-9          # a learning rate that changes no weight (BatchNorm statistics still follow the data)
+NULL_SEEDS = (0, 1, 2)  # three seeds, so that the rule can reach a decision (with one everything is inconclusive)
+NULL_EVAL = EvalSettings(n_test=500, n_views=4, n_anchor=50, n_id=500, tangent_k=20, n_probe_train=2000,
+                         n_probe_test=2000)
+
+
+def null_preset(p: Preset, n_train: int = 5000, batch_size: int | None = None) -> Preset:
+    """An untrained sweep of `p`'s architecture (encoder, widths, projector; D and m as in `p`): learning rate
+    NULL_LR for one epoch of `n_train` images (enough steps for BatchNorm's running statistics to follow the data),
+    s = 0 and p's strongest s, NULL_SEEDS, evaluated at NULL_EVAL's sizes; C6's grid at depths 0 and 2 and B1's
+    objectives at the strongest s. Nothing in it learned: a claim it supports is the architecture's, not
+    learning's."""
+    top = max(p.strengths)
+    base = p.base.replace(lr=NULL_LR, epochs=1, warmup_epochs=0, n_train=n_train,
+                          batch_size=batch_size or p.base.batch_size, monitor_every=0)
+    return dataclasses.replace(
+        p, name=f"{p.name} (untrained)", base=base, strengths=(0.0, top), seeds=NULL_SEEDS, eval=NULL_EVAL,
+        shapes=ShapeGrid(shapes=((0, base.projector_width), (2, base.projector_width)), strong=top, weak=top,
+                         weak_depths=()),
+        beyond=BeyondGrid(methods=p.beyond.methods, families=(), strengths=(top,), lr=()), grid_seed_count=0)
+
+
 SWEEP_PARAMETERS = ("strengths", "seeds", "allow_large_sweep", "shapes", "shape_strong", "shape_weak",
                     "methods", "families", "beyond_strengths")
 # The most runs a sweep may queue without `allow_large_sweep=True`: above the largest preset (18 runs) with room

@@ -1,7 +1,7 @@
 """Glue helpers: every number and verdict a page cites goes through here (myst-nb `glue`)."""
 from __future__ import annotations
 
-from sslgeo_lib.stats import ClaimResult
+from sslgeo_lib.stats import ClaimResult, Gate
 
 
 def _glue(key: str, value, display: bool = False) -> None:
@@ -31,10 +31,12 @@ def glue_verdicts(prefix: str, verdicts: dict[str, ClaimResult]) -> None:
         glue_claim(claim_key(prefix, name), result)
 
 
-def glue_page(prefix: str, preset_name: str, n_runs: int, verdicts: dict[str, ClaimResult], subject: str) -> None:
+def glue_page(prefix: str, preset_name: str, n_runs: int, verdicts: dict[str, ClaimResult], subject: str,
+              labels: dict[str, str] | None = None, gate: Gate | None = None) -> None:
     """Everything a claim page cites: its verdicts (`glue_verdicts`), the reading of its primary result (one
-    computed sentence, `claims.reading`, under `<prefix>_reading`), the preset, the number of runs and the
-    verdict rule's version."""
+    computed sentence, `claims.reading`, under `<prefix>_reading`), the preset, the number of runs, the verdict
+    rule's version, the table of its readings (`<prefix>_table`, Markdown: one row per `labels` entry, name ->
+    what the row reads, in that order; every verdict when None) and the learned gate in words (`<prefix>_gate`)."""
     from sslgeo_lib.claims import reading
     from sslgeo_lib.stats import RULE_VERSION
 
@@ -43,6 +45,65 @@ def glue_page(prefix: str, preset_name: str, n_runs: int, verdicts: dict[str, Cl
     _glue(f"{prefix}_preset", preset_name)
     _glue(f"{prefix}_n_runs", str(n_runs))
     _glue(f"{prefix}_rule", RULE_VERSION)
+    glue_markdown(f"{prefix}_table", readings_table(verdicts, labels))
+    _glue(f"{prefix}_gate", gate_sentence(gate))
+
+
+def readings_table(verdicts: dict[str, ClaimResult], labels: dict[str, str] | None = None) -> str:
+    """A Markdown table of a page's readings: reading, statistic, estimate [interval], verdict; one row per
+    `labels` entry (verdict name -> the reading's words), every verdict in its order when None."""
+    labels = labels or {name: name for name in verdicts}
+    unknown = [name for name in labels if name not in verdicts]
+    if unknown:
+        raise ValueError(f"labels name readings the page does not have: {unknown}; it has {list(verdicts)}")
+    rows = ["| reading | statistic | estimate [interval] | verdict |", "|---|---|---|---|"]
+    for name, label in labels.items():
+        r = verdicts[name]
+        rows.append(f"| {label} | {_cell(r.statistic)} | {r.ci_text()} | **{_cell(r.verdict_text())}** |")
+    return "\n".join(rows)
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell (a literal | would end the cell)."""
+    return text.replace("|", "\\|")
+
+
+def gate_sentence(gate: Gate | dict | None) -> str:
+    """The learned gate in words: at which strengths the encoders learned (the paired kNN gain of h over each
+    run's untrained encoder, interval over seeds, excluded 0 and averaged at least GATE_MIN_GAIN) and with what
+    gain, and where they did not (those strengths read "not tested"). A dict {group: Gate} (B1, B2) gives one
+    clause per group."""
+    from sslgeo_lib.stats import GATE_MIN_GAIN
+
+    rule = (f"the paired kNN gain of h over each run's own untrained encoder, whose 95% interval over seeds must "
+            f"exclude 0 and whose mean must reach {GATE_MIN_GAIN:g}")
+    if isinstance(gate, dict):
+        parts = [f"{g}: {_gate_clauses(v)}" for g, v in gate.items() if v is not None and not v.table.empty]
+        return f"Learned gate ({rule}), per group: " + "; ".join(parts) + "." if parts else \
+            "The learned gate was not applied (no learning was measured)."
+    if gate is None or gate.table.empty:
+        return "The learned gate was not applied (no learning was measured)."
+    return f"Learned gate ({rule}): {_gate_clauses(gate)}."
+
+
+def _gate_clauses(gate: Gate) -> str:
+    s = gate.table["strength"].tolist()
+    passed = [v for v in s if gate.passed(v)]
+    failed = [v for v in s if not gate.passed(v)]
+    parts = []
+    if passed:
+        parts.append("the encoders learned at " + "; ".join(f"s = {v:g} ({gate.gain_text(v)})" for v in passed))
+    if failed:
+        parts.append("they did not learn at " + "; ".join(f"s = {v:g} ({gate.gain_text(v)})" for v in failed)
+                     + ", so every claim there reads \"not tested\"")
+    return "; ".join(parts)
+
+
+def glue_markdown(key: str, text: str) -> None:
+    """Glue Markdown, pasted with {glue:md} and format myst."""
+    from IPython.display import Markdown
+
+    _glue(key, Markdown(text))
 
 
 def glue_figure(key: str, fig) -> None:
@@ -99,8 +160,30 @@ def rerun_command(notebook: str, values: dict) -> str:
 def glue_rerun(prefix: str, notebook: str, values: dict) -> None:
     """Glue `<prefix>_rerun`: a Markdown code block with the command (`rerun_command`), pasted by each page's
     re-run box ({glue:md} with format myst); and `<prefix>_rerun_command`, the command as plain text."""
-    from IPython.display import Markdown
-
     command = rerun_command(notebook, values)
-    _glue(f"{prefix}_rerun", Markdown(f"```bash\n{command}\n```"))
+    glue_markdown(f"{prefix}_rerun", f"```bash\n{command}\n```")
     _glue(f"{prefix}_rerun_command", command)
+
+
+def benchmark_rows(stage: str, path=None):
+    """The stored rows of `benchmarks/recipe.py` of one stage (e.g. "objective": B1's steps), as a table of means
+    over seeds per recipe and strength: seeds, kNN of h, its untrained encoder's, the gain, the linear probe,
+    images/s and minutes per run. path: the rows file (default results/recipe/rows.jsonl of the repository); an
+    empty table when it does not exist (an installed package without the repository's results)."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(path) if path is not None else Path(__file__).resolve().parent.parent / "results" / "recipe" / "rows.jsonl"
+    columns = ["recipe", "strength", "seeds", "knn", "knn_untrained", "gain", "linear", "images_per_s", "minutes"]
+    if not path.is_file():
+        return pd.DataFrame(columns=columns)
+    rows = pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+    rows = rows[rows["stage"] == stage]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    out = rows.groupby(["recipe", "strength"], sort=False).agg(
+        seeds=("seed", "nunique"), knn=("knn", "mean"), knn_untrained=("knn_untrained", "mean"), gain=("gain", "mean"),
+        linear=("linear", "mean"), images_per_s=("images_per_s", "mean"), minutes=("minutes", "mean")).reset_index()
+    return out[columns]

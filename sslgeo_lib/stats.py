@@ -8,6 +8,8 @@ Outcome of one interval [low, high] (a 95% Student-t interval over seeds) for a 
   contradicted  the interval excludes the null on the other side (over strengths: only where Holm's step-down
                 over the strengths keeps it, below);
   inconclusive  otherwise.
+  not tested    the learned gate failed at that strength: the encoders did not learn (`learned_gate`), so
+                nothing about their geometry is decided there.
 A claim "for every s > 0" over m strengths is an intersection-union test: every strength is tested at the plain 95%
 level (which keeps the family-wise error at 5% without adjustment); it is supported if every strength is,
 negligible if every strength is. "Contradicted at some s" is a union claim: a strength's contradiction stands
@@ -29,6 +31,8 @@ from scipy import optimize, stats as sps
 
 RULE_VERSION = "v3"
 SUPPORTED, CONTRADICTED, NEGLIGIBLE, INCONCLUSIVE, MIXED = "supported", "contradicted", "negligible", "inconclusive", "mixed"
+NOT_TESTED = "not tested"
+GATE_MIN_GAIN = 0.05  # the learned gate: the mean paired kNN gain over the untrained encoder must reach this
 MIN_SEEDS = 2
 LEVEL = 0.95
 COVERS = "training and evaluation randomness"
@@ -53,7 +57,7 @@ _DESCRIPTIONS = {
     "C5": "retention(h) - retention(z) (held-out R^2 or accuracy)",
     "C7": "fit improvement over the data-only alternative (dex)",
 }
-_ORDER = (CONTRADICTED, SUPPORTED, NEGLIGIBLE, INCONCLUSIVE)   # order of the clauses of a verdict text
+_ORDER = (CONTRADICTED, SUPPORTED, NEGLIGIBLE, INCONCLUSIVE, NOT_TESTED)   # order of the clauses of a verdict text
 
 
 def trend_delta(delta: float) -> float:
@@ -93,6 +97,59 @@ def ci_table(df: pd.DataFrame, value: str, by=("strength",), level: float = LEVE
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(by, key)), "mean": m, "low": lo, "high": hi, "n_seeds": int(g[value].notna().sum())})
     return pd.DataFrame(rows, columns=[*by, "mean", "low", "high", "n_seeds"])
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The learned gate of rule v3: per strength, the paired kNN gain of h over each run's own untrained encoder
+    (mean and t-interval over seeds, `learned_gate`). A strength passes when the interval excludes 0 and the mean
+    reaches GATE_MIN_GAIN; a claim is decided only at strengths that pass. A strength absent from the table (no
+    learning measured) does not pass."""
+
+    table: pd.DataFrame  # strength, mean, low, high, n_seeds, passed
+
+    def passed(self, strength: float) -> bool:
+        row = self.table[np.isclose(self.table["strength"].to_numpy(float), float(strength))]
+        return bool(len(row)) and bool(row["passed"].iloc[0])
+
+    def gain_text(self, strength: float, digits: int = 3) -> str:
+        """'gain 0.031 [0.010, 0.052]' at `strength` ('gain 0.031 (no interval: 1 seed)', 'no learning measured')."""
+        row = self.table[np.isclose(self.table["strength"].to_numpy(float), float(strength))]
+        if not len(row):
+            return "no learning measured"
+        r = row.iloc[0]
+        if np.isnan(r["low"]):
+            return f"gain {r['mean']:.{digits}f} (no interval: {_seeds(int(r['n_seeds']))})"
+        return f"gain {r['mean']:.{digits}f} [{r['low']:.{digits}f}, {r['high']:.{digits}f}]"
+
+    def reason(self, strengths) -> str:
+        """Why the gate failed at `strengths`: 'the encoder did not learn: gain x [lo, hi]' (with 'at s' per
+        strength when there are several)."""
+        strengths = list(strengths)
+        if len(strengths) == 1:
+            return f"the encoder did not learn: {self.gain_text(strengths[0])}"
+        return "the encoders did not learn: " + "; ".join(f"{self.gain_text(v)} at {v:g}" for v in strengths)
+
+    def both(self, other: "Gate") -> "Gate":
+        """The gate of a comparison of two architectures (C6): a strength passes where both pass; its row is the
+        failing side's (the first's when both fail or both pass)."""
+        a, b = self.table.set_index("strength"), other.table.set_index("strength")
+        common = a.index.intersection(b.index)
+        rows = [(b.loc[v] if a.loc[v, "passed"] and not b.loc[v, "passed"] else a.loc[v]).copy() for v in common]
+        for row, v in zip(rows, common):
+            row["passed"] = bool(a.loc[v, "passed"] and b.loc[v, "passed"])
+        table = pd.DataFrame(rows, index=common).rename_axis("strength").reset_index() if rows else \
+            self.table.iloc[:0]
+        return Gate(table)
+
+
+def learned_gate(df: pd.DataFrame, value: str = "gain") -> Gate:
+    """The learned gate from per-run gains (columns strength, seed, `value`: e.g. `sweep.learning_table`'s
+    paired kNN gain over the untrained encoder of the same seed): per strength the t-interval over seeds, passed
+    where it excludes 0 and the mean is at least GATE_MIN_GAIN."""
+    table = ci_table(df, value)
+    table["passed"] = (table["low"] > 0) & (table["mean"] >= GATE_MIN_GAIN)
+    return Gate(table)
 
 
 def outcome(low: float, high: float, direction: int, delta: float, null: float = 0.0) -> str:
@@ -158,18 +215,24 @@ def ols_slope(df: pd.DataFrame, value: str, x: str = "strength", level: float = 
 
 
 def per_strength_table(df: pd.DataFrame, value: str, direction: int, delta: float, null: float = 0.0,
-                       adjust: bool = True, family: int = 1) -> pd.DataFrame:
-    """Columns strength, mean, low, high, n_seeds, level, p_contra, outcome for each strength s > 0 of df (columns
-    strength, seed, value): plain 95% intervals and outcomes; with `adjust`, a contradiction stands only where
-    Holm's step-down over the m strengths keeps its one-sided p-value (p_contra) at (1 - LEVEL) / 2 / `family`
-    (`family`: the number of groups, e.g. objectives, in which the same claim is read)."""
+                       adjust: bool = True, family: int = 1, gate: Gate | None = None) -> pd.DataFrame:
+    """Columns strength, mean, low, high, n_seeds, level, p_contra, outcome, gate for each strength s > 0 of df
+    (columns strength, seed, value): plain 95% intervals and outcomes; with `adjust`, a contradiction stands only
+    where Holm's step-down over the m tested strengths keeps its one-sided p-value (p_contra) at
+    (1 - LEVEL) / 2 / `family` (`family`: the number of groups, e.g. objectives, in which the same claim is read).
+    With a `gate`, a strength where it fails reads NOT_TESTED (its interval is still shown) and leaves Holm's
+    family; column gate holds the gain there."""
     pos = df[df["strength"] > 0]
     table = ci_table(pos, value)
     table["level"] = LEVEL
+    tested = np.array([gate is None or gate.passed(v) for v in table["strength"]], bool)
     table["p_contra"] = [contradiction_p(g[value], direction, null) for _, g in pos.groupby("strength", sort=True)]
-    kept = holm(table["p_contra"], (1 - LEVEL) / 2 / family) if adjust else np.ones(len(table), bool)
+    p = table["p_contra"].where(tested)
+    kept = holm(p, (1 - LEVEL) / 2 / family) if adjust else np.ones(len(table), bool)
     raw = [outcome(lo, hi, direction, delta, null) for lo, hi in zip(table["low"], table["high"])]
-    table["outcome"] = [INCONCLUSIVE if o == CONTRADICTED and not k else o for o, k in zip(raw, kept)]
+    table["outcome"] = [NOT_TESTED if not t else INCONCLUSIVE if o == CONTRADICTED and not k else o
+                        for o, k, t in zip(raw, kept, tested)]
+    table["gate"] = ["" if gate is None else gate.gain_text(v) for v in table["strength"]]
     return table
 
 
@@ -212,13 +275,14 @@ def _pct(level: float) -> str:
 
 
 def combine_outcomes(outcomes: list[str]) -> str:
-    """A claim's verdict from its parts' outcomes: supported if all are, contradicted if any is, negligible or
-    inconclusive if all are, else mixed."""
+    """A claim's verdict from its parts' outcomes: supported if all are, contradicted if any is, negligible,
+    inconclusive or not tested if all are, else mixed (supported where tested and not tested elsewhere is mixed:
+    the claim is not supported at every s > 0)."""
     if outcomes and all(o == SUPPORTED for o in outcomes):
         return SUPPORTED
     if CONTRADICTED in outcomes:
         return CONTRADICTED
-    for same in (NEGLIGIBLE, INCONCLUSIVE):
+    for same in (NEGLIGIBLE, INCONCLUSIVE, NOT_TESTED):
         if all(o == same for o in outcomes):
             return same
     return MIXED
@@ -235,9 +299,10 @@ def _range(i: int, j: int, s: list[float]) -> str:
     return f"for 0 < s <= {s[j]:g}" if i == 0 else f"for {s[i]:g} <= s <= {s[j]:g}"
 
 
-def _ranges_text(strengths, outcomes) -> str:
+def _ranges_text(strengths, outcomes, notes: dict[str, str] | None = None) -> str:
     """'supported for s >= 0.5; negligible at 0.25': consecutive strengths with one outcome grouped, one clause per
-    outcome (contradicted, supported, negligible, inconclusive), a clause's groups joined by 'and'."""
+    outcome (contradicted, supported, negligible, inconclusive, not tested), a clause's groups joined by 'and';
+    `notes` {outcome: text} adds ' (text)' to that outcome's clause."""
     s, runs = list(strengths), []
     for k, o in enumerate(outcomes):
         if runs and runs[-1][2] == o:
@@ -254,22 +319,29 @@ def _ranges_text(strengths, outcomes) -> str:
             clauses.append(f"{o} at {', '.join(names[:-1])} and {names[-1]}")
         else:
             clauses.append(f"{o} " + " and ".join(_range(i, j, s) for i, j in groups))
+        if notes and o in notes:
+            clauses[-1] += f" ({notes[o]})"
     return "; ".join(clauses)
 
 
 def per_strength_claim(claim: str, statistic: str, df: pd.DataFrame, value: str, direction: int, delta: float,
-                       null: float = 0.0, family: int = 1) -> ClaimResult:
+                       null: float = 0.0, family: int = 1, gate: Gate | None = None) -> ClaimResult:
     """A claim 'for every s > 0' on df (columns strength, seed, value; s = 0 rows ignored): plain intervals and
     outcomes per strength, contradictions Holm-adjusted (per_strength_table); verdict supported if all are,
-    contradicted if any is, negligible / inconclusive if all are, else mixed. The headline is the strength whose
-    bound lies closest to the null on the predicted side (the weakest evidence)."""
-    table = per_strength_table(df, value, direction, delta, null, family=family)
+    contradicted if any is, negligible / inconclusive / not tested if all are, else mixed. The headline is the
+    tested strength whose bound lies closest to the null on the predicted side (the weakest evidence). With a
+    `gate` (`learned_gate`), strengths where the encoders did not learn read NOT_TESTED, with their gain."""
+    table = per_strength_table(df, value, direction, delta, null, family=family, gate=gate)
     if len(table) == 0:
         return ClaimResult(claim, statistic, float("nan"), float("nan"), float("nan"), INCONCLUSIVE, 0, delta,
                            "inconclusive: no strength s > 0 ran", "no interval", table, direction)
     margin = (table["low"] - null) if direction > 0 else (null - table["high"])
     if margin.isna().all():
         margin = direction * (table["mean"] - null)
+    if (table["outcome"] != NOT_TESTED).any():  # the headline is a tested strength
+        margin = margin.where(table["outcome"] != NOT_TESTED)
+        if margin.isna().all():
+            margin = (direction * (table["mean"] - null)).where(table["outcome"] != NOT_TESTED)
     row = table.iloc[int(np.nanargmin(margin.to_numpy(float)))]
     lo_n, hi_n, m = int(table["n_seeds"].min()), int(table["n_seeds"].max()), len(table)
     covers = f"{_pct(LEVEL)} t-interval over {_seeds(lo_n, hi_n)} ({COVERS})"
@@ -278,9 +350,11 @@ def per_strength_claim(claim: str, statistic: str, df: pd.DataFrame, value: str,
         covers += (f"; every strength at the plain level (intersection-union), contradictions Holm-adjusted over "
                    f"{over}")
     outcomes = table["outcome"].tolist()
+    untested = table.loc[table["outcome"] == NOT_TESTED, "strength"].tolist()
+    notes = {NOT_TESTED: gate.reason(untested)} if untested else None
     return ClaimResult(claim, f"{statistic} (weakest s = {row['strength']:g})", float(row["mean"]), float(row["low"]),
                        float(row["high"]), combine_outcomes(outcomes), lo_n, delta,
-                       _ranges_text(table["strength"], outcomes), covers, table, direction)
+                       _ranges_text(table["strength"], outcomes, notes), covers, table, direction)
 
 
 def seed_slopes(df: pd.DataFrame, value: str) -> pd.Series:
@@ -292,13 +366,21 @@ def seed_slopes(df: pd.DataFrame, value: str) -> pd.Series:
 
 
 def trend_claim(claim: str, statistic: str, df: pd.DataFrame, value: str, direction: int, delta: float, *,
-                slope_delta: float | None = None) -> ClaimResult:
+                slope_delta: float | None = None, gate: Gate | None = None) -> ClaimResult:
     """A claim about the trend of `value` over s > 0 (df columns strength, seed, value; the s = 0 control is left
     out): each seed's OLS slope over its strengths s > 0 (`seed_slopes`), a t-interval over the seeds' slopes and
     outcome() with band slope_delta (default trend_delta(delta), per unit s); inconclusive with no interval below
-    2 seeds."""
+    2 seeds. With a `gate`, the slope is fitted over the strengths where it passes only, and the trend is not
+    tested when fewer than 2 of them pass."""
     band = trend_delta(delta) if slope_delta is None else slope_delta
     s = sorted(df.loc[(df["strength"] > 0) & df[value].notna(), "strength"].unique())
+    failed = [v for v in s if gate is not None and not gate.passed(v)]
+    if failed and len(s) - len(failed) < 2 <= len(s):
+        return ClaimResult(claim, f"slope of {statistic} over s > 0", float("nan"), float("nan"), float("nan"),
+                           NOT_TESTED, 0, band, f"not tested for the trend, which needs 2 strengths s > 0 where the "
+                           f"encoders learned ({gate.reason(failed)})", "no interval", direction=direction)
+    if failed:
+        df, s = df[~df["strength"].isin(failed)], [v for v in s if v not in failed]
     if len(s) < 2:
         return ClaimResult(claim, f"slope of {statistic} over s > 0", float("nan"), float("nan"), float("nan"),
                            INCONCLUSIVE, 0, band, f"inconclusive for the trend, which needs at least 2 strengths "
@@ -309,19 +391,25 @@ def trend_claim(claim: str, statistic: str, df: pd.DataFrame, value: str, direct
     span = f" over {s[0]:g} <= s <= {s[-1]:g}" if len(s) > 1 else ""
     covers = (f"{_pct(LEVEL)} t-interval over {_seeds(len(slopes))}' OLS slopes over s > 0 ({len(s)} strengths; "
               f"{max(len(slopes) - 1, 0)} degrees of freedom; {COVERS})")
+    left_out = f" (not tested at {', '.join(f'{v:g}' for v in failed)}: {gate.reason(failed)})" if failed else ""
     return ClaimResult(claim, f"slope of {statistic} over s > 0", slope, lo, hi, verdict, len(slopes), band,
-                       f"{verdict} for the trend{span}", covers, direction=direction)
+                       f"{verdict} for the trend{span}{left_out}", covers, direction=direction)
 
 
-def step_claim(claim: str, statistic: str, df: pd.DataFrame, value: str, direction: int, delta: float) -> ClaimResult:
+def step_claim(claim: str, statistic: str, df: pd.DataFrame, value: str, direction: int, delta: float,
+               gate: Gate | None = None) -> ClaimResult:
     """The step from the s = 0 control to the weakest s > 0, as its own row: each seed's value at the weakest
     s > 0 minus its value at s = 0 (same-seed pairs), a t-interval over seeds and outcome(); inconclusive
-    without a control or below 2 paired seeds."""
+    without a control or below 2 paired seeds; not tested where a `gate` fails at that weakest s > 0."""
     pos = sorted(df.loc[df["strength"] > 0, "strength"].unique())
     if not pos or not (df["strength"] == 0).any():
         return ClaimResult(claim, f"step of {statistic} from s = 0", float("nan"), float("nan"), float("nan"),
                            INCONCLUSIVE, 0, delta, "inconclusive: no s = 0 control and s > 0 pair", "no interval",
                            direction=direction)
+    if gate is not None and not gate.passed(pos[0]):
+        return ClaimResult(claim, f"step of {statistic} from s = 0 to s = {pos[0]:g}", float("nan"), float("nan"),
+                           float("nan"), NOT_TESTED, 0, delta, f"not tested for the step from s = 0 to {pos[0]:g} "
+                           f"({gate.reason([pos[0]])})", "no interval", direction=direction)
     wide = df.pivot_table(index="seed", columns="strength", values=value).reindex(columns=[0.0, pos[0]])
     diff = (wide[pos[0]] - wide[0.0]).dropna()
     res = single_claim(claim, f"step of {statistic} from s = 0 to s = {pos[0]:g}", diff.to_numpy(), direction, delta)

@@ -239,3 +239,20 @@ def untrained_baseline(preset: Preset) -> pd.DataFrame:
                      "linear": linear_probe(h_train, data.y_train[train], h_test, data.y_test[test],
                                             ev.probe_c_grid, ev.probe_val_fraction, seed)["accuracy"]})
     return pd.DataFrame(rows)
+
+
+def gate_of(runs: list[Run], device=None):
+    """The learned gate (rule v3, `stats.learned_gate`) of runs that differ only in strength and seed, from their
+    `learning_table`."""
+    from sslgeo_lib.stats import learned_gate
+
+    return learned_gate(learning_table(runs, device))
+
+
+def shape_gate(runs: list[Run], reference_depth: int = 2, device=None):
+    """C6's learned gate: a strength passes where both the depth-0 runs and the reference runs (depth
+    `reference_depth` at its smallest width, as `claims.shape_verdicts` compares) learned."""
+    ref = [r for r in runs if r.config.projector_depth == reference_depth]
+    width = min(r.config.projector_width for r in ref)
+    zero = gate_of([r for r in runs if r.config.projector_depth == 0], device)
+    return zero.both(gate_of([r for r in ref if r.config.projector_width == width], device))

@@ -261,6 +261,35 @@ def test_locality_gap_compares_with_another_anchor():
         G.locality_gap(planes[:1], planes[:1], rng())
 
 
+def test_same_class_foil_tells_a_point_from_its_class():
+    """A projector that keeps one subspace per class (the same for every point of a class) passes the random
+    foil, which is usually of another class, but scores exactly 0 against the nearest anchor of its own class;
+    the sphere's tangent projector keeps a positive gap against both foils."""
+    e = np.eye(6)
+    labels = np.repeat([0, 1, 2], 4)
+    class_planes = [e[:, 2 * c:2 * c + 2] for c in labels]  # class c keeps coordinates 2c, 2c + 1
+    points = np.random.default_rng(0).normal(size=(12, 6))
+    partners = G.same_class_partners(points, labels)
+    assert (labels[partners] == labels).all() and (partners != np.arange(12)).all()
+    d2 = ((points[:, None] - points[None]) ** 2).sum(-1)
+    for i, j in enumerate(partners):
+        others = [k for k in range(12) if labels[k] == labels[i] and k != i]
+        assert d2[i, j] == d2[i, others].min()
+    assert G.locality_gap(class_planes, class_planes, rng(1)).mean() > 0.5
+    np.testing.assert_allclose(G.locality_gap(class_planes, class_planes, partners=partners), 0.0, atol=1e-12)
+    alone = G.same_class_partners(points[:5], labels[:5])  # label 1 has one anchor among the first five
+    assert alone[4] == -1 and np.isnan(G.locality_gap(class_planes[:5], class_planes[:5], partners=alone)[4])
+
+    d, dim = 2, 10
+    bank, q = _sphere(2000, d, dim, seed=3)
+    anchors = bank[:120]
+    kept = [G.kept_subspace(j, d) for j in G.jacobians(_SphereProjector(q), anchors)]
+    estimated = G.tangent_planes(anchors, bank, k=20, d=d)
+    octant = (anchors @ q[:, :1] > 0).ravel().astype(int)  # two "classes": the hemispheres
+    gap = G.locality_gap(kept, estimated, partners=G.same_class_partners(anchors, octant))
+    assert gap.mean() > 0.0 and np.isfinite(gap).all()
+
+
 @pytest.mark.parametrize("d", [1, 2])
 def test_local_pca_recovers_the_tangent_of_a_curved_manifold(d):
     bank, q = _sphere(3000, d, 8, seed=5)  # d = 1: a circle, d = 2: a sphere

@@ -34,7 +34,7 @@ def test_evaluation_draws_follow_the_run_seed(setup):
 def test_transfer_table(setup):
     ev, runs, _ = setup
     df = measures.transfer_table(runs, ev)
-    assert list(df[df.seed == 0].drop_duplicates("layer")["layer"]) == ["h", "hidden1", "z"]
+    assert list(df[df.seed == 0].drop_duplicates("layer")["layer"]) == ["h", "hidden1", "z", "z0"]
     assert df[["linear", "knn"]].stack().between(0, 1).all()
     assert df["linear"].mean() > 0.15  # better than chance (0.1) even after one epoch
     assert set(df["C"]) <= set(ev.probe_c_grid)
@@ -189,15 +189,52 @@ def test_batchnorm_reestimation_gives_the_bank_statistics():
     here, so exact), and the encoder is left in eval mode."""
     import torch
 
-    from sslgeo_lib.monitor import reestimate_batchnorm
+    from sslgeo_lib.embed import image_batches, reestimate_batchnorm
     from sslgeo_lib.training.models import small_cnn
 
     torch.manual_seed(0)
     enc = small_cnn(4)
     x = np.random.default_rng(0).integers(0, 256, (50, 3, 32, 32), dtype=np.uint8)
-    reestimate_batchnorm(enc, x, "cpu")
+    reestimate_batchnorm(enc, image_batches(x, "cpu"))
     first_conv, first_bn = enc[1], enc[2]
     with torch.no_grad():
         pre = first_conv(enc[0](torch.from_numpy(x).float() / 255))
     torch.testing.assert_close(first_bn.running_mean, pre.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
     assert not enc.training
+
+
+def test_g0_is_the_runs_projector_at_initialisation_with_batchnorm_on_its_trained_h(setup):
+    """z0 = g0(h): g0 has the weights the run started from (its seed) and BatchNorm statistics of the run's trained
+    h over its training images (one batch of the smoke run's 1,000 here, so the mean is exact); the tables read it
+    as a layer."""
+    import torch
+
+    from sslgeo_lib.data import load_dataset
+    from sslgeo_lib.embed import clean_features, encode, initial_projector, project, split_indices
+    from sslgeo_lib.training.loop import new_model
+
+    ev, runs, _ = setup
+    run = runs[-1]
+    g0, start = initial_projector(run), new_model(run.config).projector
+    trained = run.model().projector
+    first = g0.hidden[0][0].weight
+    torch.testing.assert_close(first, start.hidden[0][0].weight)
+    assert not torch.allclose(first, trained.hidden[0][0].weight)  # training moved the projector
+    data = load_dataset(run.config.dataset)
+    own = split_indices(run.config, "train", data.y_train, 0)
+    h = torch.from_numpy(encode(run.model().encoder, data.x_train[own]))
+    with torch.no_grad():
+        torch.testing.assert_close(g0.hidden[0][1].running_mean, (h @ first.T).mean(0), rtol=1e-4, atol=1e-5)
+    assert not g0.training
+    clean = clean_features(run, "test", 200)
+    np.testing.assert_allclose(clean["z0"], project(g0, clean["h"]), rtol=1e-5, atol=1e-6)
+    table = measures.transfer_table(runs, ev)
+    z0 = table[table["layer"] == "z0"]
+    assert len(z0) == len(runs) and z0["depth"].isna().all() and z0["linear"].between(0, 1).all()
+    inv = measures.invariance_table(runs, ev)
+    assert set(inv["layer"]) == {"h", "z", "z0"}
+    dims = measures.erank_ratio(measures.dimension_table(runs, ev))
+    np.testing.assert_allclose(dims["log_learned"], np.log(dims["z"] / dims["z0"]))
+    assert (dims["h_top_m"] <= dims["h"] + 1e-9).all()  # a projection on m principal components keeps less
+    ret = measures.retention_table(runs, ev)
+    assert set(ret["layer"]) == {"h", "z", "z0", "z_unit"}

@@ -122,7 +122,7 @@ def test_plain_level_and_half_width_at_every_strength():
         assert row["high"] - row["mean"] == pytest.approx(half) and row["mean"] - row["low"] == pytest.approx(half)
         t = v.mean() / (v.std(ddof=1) / np.sqrt(3))
         assert row["p_contra"] == pytest.approx(sps.t.cdf(t, 2))   # one-sided, against the predicted side
-    assert list(table.columns) == ["strength", "mean", "low", "high", "n_seeds", "level", "p_contra", "outcome"]
+    assert list(table.columns) == ["strength", "mean", "low", "high", "n_seeds", "level", "p_contra", "outcome", "gate"]
 
 
 def test_holm_step_down_by_hand():
@@ -363,3 +363,74 @@ def test_null_simulation_matches_the_library_rules():
     assert rates["per_strength"] == pytest.approx(np.mean(per))
     assert rates["claim"] == pytest.approx(np.mean(claim)) and rates["trend"] == pytest.approx(np.mean(trend))
     assert simulate_null_sweeps(n_sweeps=200, delta=100.0)["claim"] == 0.0      # everything negligible
+
+
+# ---------------------------------------------------------------- the learned gate (rule v3)
+
+def _gains():
+    """Gains over the untrained encoder: too small at 0.25 (interval excludes 0, mean < 0.05), learned at 0.5,
+    interval across 0 at 1 (mean above 0.05)."""
+    return _sweep({0.0: [0.1, 0.11, 0.12], 0.25: [0.01, 0.02, 0.015], 0.5: [0.1, 0.12, 0.11], 1.0: [0.2, -0.1, 0.3]})
+
+
+def test_learned_gate_needs_an_interval_above_zero_and_a_mean_of_0_05():
+    gate = stats.learned_gate(_gains(), "v")
+    assert [gate.passed(s) for s in (0.0, 0.25, 0.5, 1.0)] == [True, False, True, False]
+    assert not gate.passed(1.5)  # no learning measured there
+    assert gate.gain_text(0.25) == "gain 0.015 [0.003, 0.027]" and gate.gain_text(1.5) == "no learning measured"
+    assert gate.reason([0.25]) == "the encoder did not learn: gain 0.015 [0.003, 0.027]"
+    one = stats.learned_gate(_gains()[lambda d: d.seed == 0], "v")
+    assert not one.passed(0.5) and one.gain_text(0.5) == "gain 0.100 (no interval: 1 seed)"
+    assert stats.GATE_MIN_GAIN == 0.05 and stats.NOT_TESTED == "not tested"
+
+
+def test_a_strength_where_the_encoder_did_not_learn_is_not_tested():
+    df = _around({0.0: 0.0, 0.25: 0.2, 0.5: 0.5, 1.0: 0.3})   # supported at every s > 0 without the gate
+    gate = stats.learned_gate(_gains(), "v")
+    res = per_strength_claim("C1", "gap", df, "v", +1, 0.01, gate=gate)
+    assert res.table["outcome"].tolist() == [stats.NOT_TESTED, SUPPORTED, stats.NOT_TESTED]
+    assert res.verdict == MIXED and res.statistic == "gap (weakest s = 0.5)" and res.estimate == pytest.approx(0.5)
+    assert res.text == ("supported at 0.5; not tested at 0.25 and 1 (the encoders did not learn: gain 0.015 "
+                        "[0.003, 0.027] at 0.25; gain 0.133 [-0.384, 0.650] at 1)")
+    assert res.table["gate"].tolist()[1] == "gain 0.110 [0.085, 0.135]"
+    nowhere = stats.learned_gate(_sweep({s: [0.0, 0.01, 0.02] for s in (0.25, 0.5, 1.0)}), "v")
+    res = per_strength_claim("C1", "gap", df, "v", +1, 0.01, gate=nowhere)
+    assert res.verdict == stats.NOT_TESTED and res.text.startswith("not tested for every s > 0 (the encoders did")
+    assert per_strength_claim("C1", "gap", df, "v", +1, 0.01).verdict == SUPPORTED  # no gate: every strength
+
+
+def test_untested_strengths_leave_holms_family():
+    """A contradiction with p just under 0.025 survives Holm when it is the only tested strength, not among 3."""
+    df = _sweep({0.25: [-0.05, -0.04, -0.03], 0.5: [-0.5, -0.51, -0.52], 1.0: [-0.5, -0.51, -0.52]})
+    p = per_strength_table(df, "v", +1, 0.001)
+    assert p["outcome"].tolist()[0] == CONTRADICTED  # the two strong ones take the first Holm steps
+    weak_only = _sweep({0.25: [-0.05, -0.04, -0.03], 0.5: [0.5, 0.51, 0.52], 1.0: [0.5, 0.51, 0.52]})
+    assert per_strength_table(weak_only, "v", +1, 0.001)["outcome"].tolist()[0] == INCONCLUSIVE
+    gate = stats.Gate(pd.DataFrame({"strength": [0.25, 0.5, 1.0], "mean": [0.1] * 3, "low": [0.05, -1, -1],
+                                    "high": [0.15, 1, 1], "n_seeds": [3] * 3, "passed": [True, False, False]}))
+    assert per_strength_table(weak_only, "v", +1, 0.001, gate=gate)["outcome"].tolist() == [
+        CONTRADICTED, stats.NOT_TESTED, stats.NOT_TESTED]
+
+
+def test_the_gate_on_trends_and_steps():
+    rising = _sweep({s: [0.1 * s + 0.001 * k for k in range(3)] for s in (0.0, 0.25, 0.5, 1.0)})
+    gate = stats.learned_gate(_gains(), "v")   # passes at 0 and 0.5 only: one strength s > 0
+    trend = trend_claim("C1", "gap", rising, "v", +1, 0.01, gate=gate)
+    assert trend.verdict == stats.NOT_TESTED and "needs 2 strengths s > 0 where the encoders learned" in trend.text
+    two = stats.learned_gate(_sweep({s: [0.1, 0.11, 0.12] for s in (0.5, 1.0)} | {0.25: [0.0, 0.01, 0.02]}), "v")
+    trend = trend_claim("C1", "gap", rising, "v", +1, 0.01, gate=two)
+    assert trend.verdict == SUPPORTED and trend.estimate == pytest.approx(0.1)
+    assert trend.text.startswith("supported for the trend over 0.5 <= s <= 1 (not tested at 0.25: the encoder did")
+    step = step_claim("C1", "gap", rising, "v", +1, 0.01, gate=gate)
+    assert step.verdict == stats.NOT_TESTED and step.text.startswith("not tested for the step from s = 0 to 0.25")
+    assert step_claim("C1", "gap", rising, "v", +1, 0.01, gate=two).verdict == stats.NOT_TESTED
+    assert step_claim("C1", "gap", rising, "v", +1, 0.001).verdict == SUPPORTED
+
+
+def test_a_comparison_passes_the_gate_where_both_sides_learned():
+    a = stats.learned_gate(_gains(), "v")
+    b = stats.learned_gate(_sweep({0.25: [0.1, 0.11, 0.12], 0.5: [0.0, 0.01, 0.02], 1.0: [0.1, 0.11, 0.12]}), "v")
+    both = a.both(b)
+    assert [both.passed(s) for s in (0.25, 0.5, 1.0)] == [False, False, False]
+    assert both.gain_text(0.5) == b.gain_text(0.5) and both.gain_text(0.25) == a.gain_text(0.25)
+    assert a.both(a).table["passed"].tolist() == a.table["passed"].tolist()

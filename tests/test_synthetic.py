@@ -106,7 +106,7 @@ def test_linear_theory_table_records_the_gradient_norm():
     assert len(collapse_counts(table)) == 1
 
 
-def test_theory_verdicts_apply_rule_v2():
+def test_theory_verdicts_apply_the_rule_and_say_what_their_intervals_cover():
     linear = pd.concat([_hand_table().assign(seed=k, one_layer=[1.0, 0.1, 1.0, 0.001 * (1 + 0.2 * k)])
                         for k in range(3)])
     toy = pd.DataFrame([{"strength": s, "seed": k, "rho_data": 1.0 if s == 0 else 0.1 * (1 + 0.1 * k),
@@ -116,6 +116,8 @@ def test_theory_verdicts_apply_rule_v2():
     assert out["primary"].estimate == pytest.approx(0.25, abs=0.01)  # data-only error 0.5 - theory error about 0.25
     keys = ("primary", "data_only", "no_collapse", "toy_rho", "toy_locality", "toy_alpha")
     assert {k: v.verdict for k, v in out.items()} == {k: "supported" for k in keys}
+    for v in out.values():  # toy seeds: the optimiser's and the toy data's randomness only
+        assert "toy data's randomness only" in v.covers and "training and evaluation randomness" not in v.covers
     flipped = theory_verdicts(linear, toy.assign(locality_exact=-toy["locality_exact"]))
     assert flipped["toy_locality"].verdict == "contradicted"
 
