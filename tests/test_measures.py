@@ -16,7 +16,7 @@ def setup(cifar):
 def test_invariance_table(setup):
     ev, runs, _ = setup
     df = measures.invariance_table(runs, ev)
-    assert len(df) == len(runs) * 2 * 2 and set(df["eval"]) == {"train", "fixed"}
+    assert len(df) == len(runs) * 2 * 3 and set(df["eval"]) == {"train", "fixed"}
     identity = df[(df.strength == 0) & (df["eval"] == "train")]
     np.testing.assert_allclose(identity["invariance"], 1.0)  # s = 0 views are the image itself
     np.testing.assert_allclose(identity["cosine"], 1.0)
@@ -44,7 +44,8 @@ def test_dimension_table(setup):
     ev, runs, p = setup
     df = measures.dimension_table(runs, ev.replace(n_id=150))
     er = df[df.measure == "effective rank"]
-    dims = {"h": 8 * p.base.encoder_width, "z": p.base.projector_out, "J": p.base.projector_out}
+    dims = {"h": 8 * p.base.encoder_width, "z": p.base.projector_out, "J": p.base.projector_out,
+            "z0": p.base.projector_out, "h_top_m": p.base.projector_out}
     assert all(1 <= row.value <= dims[row.layer] for row in er.itertuples())
     assert set(df[df.layer == "J"]["measure"]) == {"effective rank"}
     ratio = measures.erank_ratio(df)
@@ -65,7 +66,7 @@ def test_tangent_table(setup):
 def test_retention_table(setup):
     ev, runs, _ = setup
     df = measures.retention_table(runs, ev)
-    assert len(df) == len(runs) * 2 * 11
+    assert len(df) == len(runs) * 4 * 11  # h, z, z0 and z / ||z||
     assert df[df.kind == "accuracy"]["value"].dropna().between(0, 1).all()
 
 
@@ -102,13 +103,13 @@ def test_progress_table_at_the_end_equals_the_claim_pages(setup):
     ev, runs, _ = setup
     prog = progress_table(runs, ev)
     end = prog[prog["progress"] == 1].set_index(["strength", "seed"])
-    knn = layer_difference(measures.transfer_table(runs, ev), "knn", a="h", b="z").set_index(["strength", "seed"])
-    inv = measures.layer_difference(measures.invariance_table(runs, ev), "invariance", keys=("eval",))
+    knn = layer_difference(measures.transfer_table(runs, ev), "knn", a="z0", b="z").set_index(["strength", "seed"])
+    inv = measures.layer_difference(measures.invariance_table(runs, ev), "invariance", keys=("eval",), a="z", b="z0")
     inv = inv[inv["eval"] == "train"].set_index(["strength", "seed"])
     er = erank_ratio(measures.dimension_table(runs, ev)).set_index(["strength", "seed"])
     np.testing.assert_allclose(end["C1_knn"], knn.loc[end.index, "knn"])
     np.testing.assert_allclose(end["C2"], inv.loc[end.index, "invariance"])
-    np.testing.assert_allclose(end["C3"], er.loc[end.index, "log_ratio"])
+    np.testing.assert_allclose(end["C3"], er.loc[end.index, "log_learned"])
     assert sorted(set(prog["progress"])) == [0.25, 0.5, 1.0]
 
 
