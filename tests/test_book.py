@@ -14,7 +14,7 @@ def _rows_have_verdicts(table: str, claims):
     for claim in claims:
         row = table[table.index(f">{claim}<"):]
         row = row[:row.index("</tr>")]
-        assert re.search(r"supported|contradicted|negligible|inconclusive", row), row
+        assert re.search(r"supported|contradicted|negligible|inconclusive|not tested", row), row
 
 
 def _has_forest_plot(page: str):
@@ -28,7 +28,7 @@ def test_intro_has_the_claims_table_with_computed_verdicts(html):
     page = (html / "intro.html").read_text()
     table = page[page.index("<table"):page.index("</table>")]
     _rows_have_verdicts(table, CORE_CLAIMS)
-    assert "I(z) - I(h)" in table and "erank(z) / erank(h)" in table and "locality gap" in table
+    assert "I(z) - I(z0)" in table and "erank(z) / erank(z0)" in table and "locality gap" in table
     assert re.search(r"verdict rule\s*<span class=\"pasted-text\">v3</span>", page)
     head = page[:page.index("<table")]
     assert not re.search(r"<img [^>]*src=\"[^\"]+\.png\"", head)  # the forest plot comes after the tables
@@ -59,8 +59,8 @@ def test_the_core_edition_has_the_core_claims_and_no_other_page(html, core_html)
 def test_c2_page_has_its_figures_and_glued_result(html):
     page = (html / "c2_invariance.html").read_text()
     assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", page)) >= 2
-    assert re.search(r"<strong><span class=\"pasted-text\">(supported|contradicted|negligible|inconclusive)", page)
-    assert re.search(r"Reading.</strong>\s*<span class=\"pasted-text\">The projector", page)
+    assert re.search(r"<strong><span class=\"pasted-text\">(supported|contradicted|negligible|inconclusive|not tested)", page)
+    assert re.search(r"Reading.</strong>\s*<span class=\"pasted-text\">The trained projector", page)
 
 
 def test_methods_page_shows_the_run_table_and_augmentation_figure(html):
@@ -74,14 +74,14 @@ def test_methods_page_shows_the_run_table_and_augmentation_figure(html):
 def test_claim_pages_have_figures_and_verdicts(html, page):
     text = (html / f"{page}.html").read_text()
     assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", text)) >= 2
-    assert re.search(r"<span class=\"pasted-text\">(supported|contradicted|negligible|inconclusive)", text)
+    assert re.search(r"<span class=\"pasted-text\">(supported|contradicted|negligible|inconclusive|not tested)", text)
 
 
 @pytest.mark.parametrize("page", ["c6_projector", "b1_objectives", "b2_augmentations", "b4_progress"])
 def test_beyond_pages_have_a_figure_and_verdicts(html, page):
     text = (html / f"{page}.html").read_text()
     assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", text)) >= 1
-    verdicts = re.findall(r"<span class=\"pasted-text\">[^<]*\b(supported|contradicted|negligible|inconclusive)\b", text)
+    verdicts = re.findall(r"<span class=\"pasted-text\">[^<]*\b(supported|contradicted|negligible|inconclusive|not tested)\b", text)
     assert len(verdicts) >= 3, verdicts
 
 
@@ -91,7 +91,7 @@ def test_intro_has_the_beyond_the_paper_table(html):
     table = beyond[beyond.index("<table"):beyond.index("</table>")]
     assert ">B4<" in table and "at 25% of training" in table and "at 100% of training" in table
     assert ">B1<" in table and "every objective" in table and ">B2<" in table and "every family" in table
-    assert re.search(r"supported|contradicted|negligible|inconclusive", table)
+    assert re.search(r"supported|contradicted|negligible|inconclusive|not tested", table)
 
 
 EXTERNAL = re.compile(r"""(<(script|img|iframe|embed|source|audio|video|track|input)\b[^>]*\bsrc=|<link\b[^>]*\bhref="""

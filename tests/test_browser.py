@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-VERDICT = re.compile(r"^(supported|contradicted|negligible|inconclusive|mixed)\b")
+VERDICT = re.compile(r"^(supported|contradicted|negligible|inconclusive|mixed|not tested)\b")
 
 if not (shutil.which("chromedriver") and (shutil.which("chromium") or shutil.which("chromium-browser"))):
     if os.environ.get("CI"):
