@@ -20,7 +20,7 @@ from pathlib import Path
 from sslgeo_lib import measures
 from sslgeo_lib.embed import clean_features, view_features
 from sslgeo_lib.presets import make_preset
-from sslgeo_lib.sweep import get_or_train
+from sslgeo_lib.runs import load_or_train
 from sslgeo_lib.training.loop import train, training_images
 
 
@@ -31,7 +31,7 @@ def main():
     args = ap.parse_args()
     p = make_preset(args.preset)
     ev = p.eval
-    run = get_or_train(p.base.replace(strength=args.strength, seed=0))
+    run = load_or_train(p.base.replace(strength=args.strength, seed=0))
     with tempfile.TemporaryDirectory() as tmp:
         # the baseline, measured in this process: two epochs of the same config (the second timed), scaled to
         # the run's epochs; the stored run's own time may come from another machine or a busy one

@@ -86,7 +86,8 @@ def run_row(stage: str, name: str, cfg: RunConfig) -> dict:
     loss diverges is a row with NaN accuracies and diverged=True."""
     data = load_dataset(cfg.dataset)
     bank, queries = protocol_indices(data)
-    head = dict(stage=stage, recipe=name, strength=cfg.strength, seed=cfg.seed, n_train=cfg.n_train or len(data.y_train),
+    head = dict(stage=stage, recipe=name, strength=cfg.strength, seed=cfg.seed,
+                n_train=cfg.n_train or len(data.y_train),
                 epochs=cfg.epochs, config=cfg.to_dict(), key=row_key(cfg))
     with tempfile.TemporaryDirectory(prefix="sslgeo-recipe-") as work:
         try:

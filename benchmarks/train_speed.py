@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torchvision.transforms.v2 as T
 
-from sslgeo_lib.training.augment import augment, policy
 from sslgeo_lib.presets import make_preset
-from sslgeo_lib.training.losses import nt_xent
+from sslgeo_lib.training.augment import augment, policy
 from sslgeo_lib.training.loop import autocast_dtype, default_device, new_model, train_step, training_images
+from sslgeo_lib.training.losses import nt_xent
 
 
 def sync(device):

@@ -12,8 +12,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from sslgeo_lib import stats
-from sslgeo_lib.measures import erank_ratio, layer_difference, retention_scores
+from sslgeo_lib import measures, stats
+from sslgeo_lib.measures import PROGRESS_STATISTICS, SHAPE_STATISTICS, erank_ratio, layer_difference, retention_scores
 from sslgeo_lib.stats import DELTAS, ClaimResult, Gate, per_strength_claim, step_claim, trend_claim
 
 
@@ -101,7 +101,8 @@ def tangent_verdicts(df: pd.DataFrame, gate: Gate | None = None) -> dict[str, Cl
     df = df.assign(vs_global=df["alpha"] - df["alpha_global"], vs_random=df["alpha"] - df["alpha_random"],
                    log_rho_data=np.log(df["rho_data"]), log_rho_random=np.log(df["rho_random"]),
                    log_rho_normalized=np.log(df["rho_normalized"]))
-    part = {(d, r): df[(df["d_mode"] == d) & (df["r_mode"] == r)] for d in ("fixed", "local") for r in ("erank", "d", "2d")}
+    part = {(d, r): df[(df["d_mode"] == d) & (df["r_mode"] == r)]
+            for d in ("fixed", "local") for r in ("erank", "d", "2d")}
     main, loc = DELTAS["C4_locality"], DELTAS["C4_rho"]
     gap = "locality gap alpha(A_i, T_i) - alpha(A_i, T_j)"
     base = part["fixed", "erank"]
@@ -195,7 +196,6 @@ def primary_values(runs, ev) -> dict[str, pd.DataFrame]:
     """Each claim's primary statistic (rule v3: the learned parts of C1, C2, C3 and C5; C4's log rho paired with
     the s = 0 control) per run, {"C1": df with columns strength, seed, value}: what the methods page measures the
     seed-to-seed noise of."""
-    from sslgeo_lib import measures
 
     tang = measures.tangent_table(runs, ev)
     main = tang[(tang["d_mode"] == "fixed") & (tang["r_mode"] == "erank")]
@@ -212,10 +212,11 @@ def primary_values(runs, ev) -> dict[str, pd.DataFrame]:
     return {k: df[["strength", "seed"]].assign(value=df[col].to_numpy()) for k, (df, col) in frames.items()}
 
 
-def power_table(values: dict[str, pd.DataFrame], shapes: dict[str, tuple[int, int]], power: float = 0.8) -> pd.DataFrame:
+def power_table(values: dict[str, pd.DataFrame], shapes: dict[str, tuple[int, int]],
+                power: float = 0.8) -> pd.DataFrame:
     """Smallest effect each primary statistic detects with `power` at every strength s > 0 at once (the
-    intersection-union rule, `stats.detectable_effect`), at the seed-to-seed SD measured in this build (pooled over strengths s > 0), for each
-    sweep shape {name: (n_seeds, m_strengths)}; beside each, the statistic's delta."""
+    intersection-union rule, `stats.detectable_effect`), at the seed-to-seed SD measured in this build (pooled
+    over strengths s > 0), for each sweep shape {name: (n_seeds, m_strengths)}; beside each, the statistic's delta."""
     rows = []
     for key, df in values.items():
         sd = float(np.sqrt(df[df["strength"] > 0].groupby("strength")["value"].var(ddof=1).mean()))
@@ -236,7 +237,8 @@ def shape_verdicts(df: pd.DataFrame, reference_depth: int = 2, gate: Gate | None
     ref = df[df["depth"] == reference_depth]
     ref = ref[ref["width"] == ref["width"].min()].set_index(["strength", "seed"])
     both = zero.index.intersection(ref.index)
-    diff = (zero.loc[both, ["I_h", "log_erank_h", "acc_h"]] - ref.loc[both, ["I_h", "log_erank_h", "acc_h"]]).reset_index()
+    columns = ["I_h", "log_erank_h", "acc_h"]
+    diff = (zero.loc[both, columns] - ref.loc[both, columns]).reset_index()
     vs = f"depth 0 minus depth {reference_depth}"
     return {
         "primary": per_strength_claim("C6", f"I(h), {vs}", diff, "I_h", +1, DELTAS["C2"], gate=gate),
@@ -250,7 +252,6 @@ def shape_summary(df: pd.DataFrame) -> pd.DataFrame:
     """C6's exploratory table: for every shape and strength, each SHAPE_STATISTICS column's mean and 95%
     t-interval over seeds (no verdict: beyond depth 0 the claim states no direction). Columns: depth, width,
     strength, statistic, mean, low, high, n_seeds."""
-    from sslgeo_lib.measures import SHAPE_STATISTICS
 
     parts = []
     for column in SHAPE_STATISTICS:
@@ -265,7 +266,6 @@ def progress_verdicts(df: pd.DataFrame, gate: Gate | None = None) -> dict[str, C
     grow or fade? Keys: "<statistic>_<percent>" (e.g. "C2_50"); "primary" is C2 at the end of training. `gate`: the
     learned gate of the finished runs (an encoder that did not learn by the end did not learn earlier either)."""
     spec = {"C1_knn": (+1, DELTAS["C1"], "C1"), "C2": (+1, DELTAS["C2"], "C2"), "C3": (-1, DELTAS["C3"], "C3")}
-    from sslgeo_lib.measures import PROGRESS_STATISTICS
 
     out = {}
     for progress, part in df.groupby("progress"):
@@ -288,7 +288,6 @@ def group_verdicts(df: pd.DataFrame, by: str, gates: dict | None = None) -> dict
     claim read in every group, the reference group included: a contradiction of the reference needs more evidence
     here than on its claim page; its intervals are the same). df: measures.group_table. `gates` {group: Gate}: each
     group's learned gate (`group_gates`). Returns {group: {"C1": ..., ..., "C5": ...}}."""
-    from sslgeo_lib.measures import SHAPE_STATISTICS
 
     groups = sorted(df[by].unique(), key=str)
     gates = gates or {}

@@ -3,16 +3,21 @@ stored runs, show a notebook's parameters."""
 from __future__ import annotations
 
 import argparse
+import json
 import pickle
 import sys
 
-from sslgeo_lib.executor import EXECUTORS, SweepError, resolve_executor
+from sslgeo_lib.executor import EXECUTORS, SweepError, resolve_executor, resolve_jobs
+from sslgeo_lib.fileio import write_json
 from sslgeo_lib.presets import PRESETS, make_preset
+from sslgeo_lib.store import clean, list_runs, runs_dir
+from sslgeo_lib.summary import primary_results, verdict_record
+from sslgeo_lib.sweep import sweep
 
 
 def _train(args) -> None:
-    from sslgeo_lib.sweep import sweep
 
+    resolve_jobs(args.jobs)  # a bad number fails before anything is checked or trained
     if args.address and resolve_executor(args.executor) != "ray":
         raise ValueError("--address names a Ray cluster: use it with --executor ray (or SSLGEO_EXECUTOR=ray)")
     p = make_preset(args.preset, strengths=args.strengths, seeds=args.seeds, epochs=args.epochs,
@@ -24,6 +29,7 @@ def _train(args) -> None:
     print(f"preset {p.name}: {len(configs)} runs (strengths {list(p.strengths)} x seeds {list(p.seeds)}{extra})",
           file=sys.stderr)
     for run in sweep(p, progress=not args.quiet, configs=configs, executor=args.executor, address=args.address,
+                     jobs=args.jobs,
                      allow_cpu=args.allow_cpu or None):
         m = run.metrics
         print(f"{run.id}  s={run.config.strength:<5g} seed={run.config.seed}  depth={run.config.projector_depth} "
@@ -33,10 +39,7 @@ def _train(args) -> None:
 
 
 def _verdicts(args) -> None:
-    import json
 
-    from sslgeo_lib.fileio import write_json
-    from sslgeo_lib.summary import primary_results, verdict_record
 
     p = make_preset(args.preset)
     record = verdict_record(p, primary_results(p, shapes=not args.main_only))
@@ -51,7 +54,6 @@ def _verdicts(args) -> None:
 
 
 def _list(args) -> None:
-    from sslgeo_lib.store import list_runs, runs_dir
 
     rows = list_runs()
     runs = [r for r in rows if r["kind"] == "run"]
@@ -63,7 +65,6 @@ def _list(args) -> None:
 
 
 def _clean(args) -> None:
-    from sslgeo_lib.store import clean, list_runs, runs_dir
 
     removed = clean(other_code=args.other_code, other_data=args.other_data, ids=args.runs, everything=args.all,
                     dry_run=args.dry_run)
@@ -100,8 +101,11 @@ def main(argv=None) -> None:
                    help="only the strength x seed sweep the core chapters need "
                         "(no C6 projector shapes, B1 objectives or B2 augmentation families)")
     t.add_argument("--executor", choices=EXECUTORS, default=None,
-                   help="where missing runs train: local (here, one after another) or ray (one Ray task per run); "
+                   help="where missing runs train: local (here, --jobs at once) or ray (one Ray task per run); "
                         "default: $SSLGEO_EXECUTOR, else local")
+    t.add_argument("--jobs", type=int, default=None,
+                   help="runs the local executor trains at once, each in its own process with 2 threads (the "
+                        "weights do not depend on it); default: $SSLGEO_JOBS, else half this machine's cores")
     t.add_argument("--address", help="the Ray cluster to use with --executor ray (default: $RAY_ADDRESS, else "
                                      "Ray is started on this machine), e.g. auto or 10.0.0.1:6379")
     t.add_argument("--allow-large-sweep", action="store_true",

@@ -10,8 +10,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from sslgeo_lib.training.augment import FAMILIES, policy
 from sslgeo_lib.data import check_dataset
+from sslgeo_lib.training.augment import FAMILIES, policy
 from sslgeo_lib.training.models import ENCODERS
 
 METHODS = ("simclr", "vicreg", "barlow_twins", "byol")  # SSL objectives (training/losses.py; B1)
@@ -33,7 +33,7 @@ class RunConfig:
     encoder: str = "small_cnn"     # small_cnn (CPU) | small_resnet (CPU, residual) | resnet18 (CIFAR stem)
     encoder_width: int = 32        # small_cnn and small_resnet base width; D = 8 * width (ignored by resnet18, D = 512)
     projector_width: int = 512     # hidden width of the projector MLP
-    projector_depth: int = 2       # linear layers of the projector (0 = none: the loss acts on h; 1 = linear); SimCLR: 2
+    projector_depth: int = 2       # linear layers of the projector (0 = none: the loss on h; 1 = linear); SimCLR: 2
     projector_out: int = 128       # m, dimension of z; SimCLR uses 128
     method: str = "simclr"         # SSL objective: simclr (NT-Xent) | vicreg | barlow_twins | byol (B1)
     strength: float = 0.5          # augmentation strength s (0 = identity; 0.5 = SimCLR's CIFAR setting)

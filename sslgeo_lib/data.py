@@ -42,9 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torchvision
 from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
 
-from sslgeo_lib.fileio import TEMP_SUFFIX, umask, env_path, sha256_file, write_json
+from sslgeo_lib.fileio import TEMP_SUFFIX, env_path, sha256_file, umask, write_json
 
 DATASETS = ("cifar10", "cifar100", "stl10")
 RESOLUTION = 32  # the side every preset's encoders see; other sizes are resized to it
@@ -137,7 +140,6 @@ _OPTIONS = ("Accepted: set SSLGEO_DATA to (1) torchvision's 'cifar-10-batches-py
 
 
 def _download(root: Path) -> None:
-    import torchvision
 
     try:
         torchvision.datasets.CIFAR10(str(root), train=True, download=True)
@@ -152,7 +154,6 @@ _TORCHVISION = {"cifar100": ("CIFAR100", "cifar-100-python", {"train": True}, ("
 
 def _torchvision_source(name: str) -> Path:
     """CIFAR-100 or STL-10, downloaded by torchvision into the cache folder once (where the network allows)."""
-    import torchvision
 
     cls, folder, kwargs, files = _TORCHVISION[name]
     root = cache_dir() / "torchvision"
@@ -376,8 +377,6 @@ def _to_resolution(img: Image.Image) -> np.ndarray:
     """(H, W, 3) uint8 at RESOLUTION x RESOLUTION: torchvision's Resize(RESOLUTION) (shorter side, bicubic,
     antialiased) then CenterCrop(RESOLUTION); an image already of that size is returned unchanged, bit for bit."""
     if img.size != (RESOLUTION, RESOLUTION):
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms import functional as TF
 
         img = TF.center_crop(TF.resize(img, RESOLUTION, InterpolationMode.BICUBIC, antialias=True), RESOLUTION)
     return np.asarray(img, dtype=np.uint8)

@@ -2,7 +2,8 @@
 
 All extraction is batched, no-grad, in fp32 (evaluation features are not rounded to bf16) with channels_last
 inputs, in eval mode, on any device; `embed` and `embed_views` fold each BatchNorm into the convolution before it
-(the same function in eval mode, to float rounding: 1.2-1.4x faster on the CPU). `clean_features` and `view_features` cache their arrays in the run's store entry.
+(the same function in eval mode, to float rounding: 1.2-1.4x faster on the CPU). `clean_features` and
+`view_features` cache their arrays in the run's store entry.
 Layer names: "h" (encoder), "hidden1" .. "hidden{depth-1}" (projector hidden layers, after ReLU), "z"; the cached
 features also hold "z0" = g0(h), the architecture baseline of rule v3 (`initial_projector`).
 """
@@ -16,6 +17,7 @@ from torch.fx.experimental.optimization import fuse
 
 from sslgeo_lib.data import load_dataset
 from sslgeo_lib.training.augment import PARAM_NAMES, augment
+from sslgeo_lib.training.loop import new_model
 from sslgeo_lib.training.subset import class_balanced_subset
 
 BATCH = 1000  # images per forward pass
@@ -116,7 +118,6 @@ def initial_projector(run, device="cpu"):
     `new_model`), its BatchNorm statistics re-estimated on the run's *trained* h of G0_IMAGES of its training
     images (class-balanced, drawn by its seed from its training subset); in eval mode. None for a run without a
     projector. Its statistics are cached with the run."""
-    from sslgeo_lib.training.loop import new_model
 
     g0 = new_model(run.config).projector
     if g0 is None:

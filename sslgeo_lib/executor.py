@@ -1,10 +1,13 @@
-"""Where a sweep's missing runs train: here, one after another ("local", the default), or as Ray tasks on a
-cluster ("ray") that all write into one run store on a shared filesystem.
+"""Where a sweep's missing runs train: here ("local", the default: up to `resolve_jobs()` runs at once, each in
+its own process with `TRAINING_THREADS` threads, so a run's weights do not depend on how many train beside it),
+or as Ray tasks on a cluster ("ray") that all write into one run store on a shared filesystem. Both call
+`runs.load_or_train_outcome` for each run; `train_runs` is the one entry point above them.
 
-The choice is `sweep(..., executor=...)`, `sslgeo train --executor`, or `$SSLGEO_EXECUTOR` (what notebooks read).
+The choice is `sweep(..., executor=...)`, `sslgeo train --executor`, or `$SSLGEO_EXECUTOR` (what notebooks read);
+the local executor's parallelism is `--jobs` / `$SSLGEO_JOBS`.
 The Ray executor connects to `address` (else Ray's own `$RAY_ADDRESS`, else it starts Ray on this machine) and
 submits one task per missing run: one GPU each when the cluster has GPUs, else `TRAINING_THREADS` CPUs. Each
-task runs `sweep.train_or_load`, so the store's per-run lock makes concurrent drivers safe (a run is trained
+task runs `runs.load_or_train_outcome`, so the store's per-run lock makes concurrent drivers safe (a run is trained
 once; the other task waits and loads it) and an interrupted run resumes from its checkpoint. A failed task is
 reported with its run id and resubmitted (up to `RETRIES` times); it resumes from the checkpoint its attempt left.
 The workers must run the same sslgeo training code and see the same store, data and cache paths (sent to them as
@@ -12,6 +15,7 @@ environment variables); a worker whose code differs is an error, never a silentl
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import secrets
 import shutil
@@ -19,11 +23,19 @@ import socket
 import sys
 import tempfile
 import time
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from sslgeo_lib.config import RunConfig
+from sslgeo_lib.data import cache_dir, fingerprint
+from sslgeo_lib.fileio import env_path
+from sslgeo_lib.runs import load_or_train, load_or_train_outcome
+from sslgeo_lib.store import LOCKS, Run, StoreError, code_hash, entry_path, find_entry, read_entry, runs_dir
+from sslgeo_lib.training.loop import TRAINING_THREADS
 
 EXECUTORS = ("local", "ray")
 TASK_NAME = "sslgeo_train"  # a Ray worker running a run is titled "ray::sslgeo_train"
@@ -44,10 +56,88 @@ def resolve_executor(name: str | None = None) -> str:
     return value
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def resolve_jobs(jobs: int | str | None = None) -> int:
+    """How many runs the local executor trains at once: `jobs`, else $SSLGEO_JOBS, else the cores this process
+    may use divided by the threads of one run (`TRAINING_THREADS`), at least 1. Anything but a whole number
+    >= 1 is an error that says what is accepted."""
+    value = jobs if jobs is not None else os.environ.get("SSLGEO_JOBS", "").strip() or None
+    if value is None:
+        return max(1, available_cores() // TRAINING_THREADS)
+    source = "jobs" if jobs is not None else "SSLGEO_JOBS"
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or str(value).strip() != str(n):
+        raise ValueError(f"{source}={value!r} is not a number of runs to train at once; accepted: a whole number "
+                         f">= 1 (each run uses {TRAINING_THREADS} threads; this machine has {available_cores()} "
+                         f"cores)")
+    return n
+
+
+def train_runs(configs: list[RunConfig], executor: str | None = None, address: str | None = None,
+               progress: bool = True, jobs: int | None = None) -> dict[RunConfig, Run]:
+    """Every run of `configs` (each once, in the order given), loading the stored ones and training the missing
+    ones: on Ray (`executor` "ray", see `train_on_ray`; a cluster's entries are read as its workers wrote them)
+    or here (`train_locally`, `jobs` at once)."""
+    configs = list(dict.fromkeys(configs))
+    missing = [c for c in configs if find_entry(c) is None]
+    if resolve_executor(executor) == "ray" and missing:
+        trained = {c: read_entry(o.path, c) for c, o in train_on_ray(missing, address, progress).items()}
+    else:
+        trained = train_locally(missing, progress, jobs)
+    return {c: trained[c] if c in trained else load_or_train(c, progress=progress) for c in configs}
+
+
+def _train_in_worker(config: dict) -> tuple[str, str, int, float]:
+    """One run in a local worker process: (its entry's path, action, epoch resumed from, seconds)."""
+    t0 = time.perf_counter()
+    out = load_or_train_outcome(RunConfig(**config), progress=False)
+    return str(out.run.path), out.action, out.from_epoch, time.perf_counter() - t0
+
+
+def train_locally(configs: list[RunConfig], progress: bool = True, jobs: int | None = None) -> dict[RunConfig, Run]:
+    """Load or train every run of `configs` on this machine, up to `resolve_jobs(jobs)` at once. One at a time,
+    they train in this process with a progress bar each; more, each trains in its own process (started afresh,
+    `TRAINING_THREADS` threads: the same weights as alone), under a bar that counts runs, a line per finished run.
+    The store's per-run lock keeps two processes from training one run. A failed run stops the others (they
+    resume from their checkpoints next time) and its error is raised."""
+    configs = list(dict.fromkeys(configs))
+    n = min(resolve_jobs(jobs), len(configs))
+    if n <= 1:
+        return {c: load_or_train(c, progress=progress) for c in configs}
+    out: dict[RunConfig, Run] = {}
+    say = lambda line: tqdm.write(line, file=sys.stderr)  # noqa: E731 - above the bar; also when it is off
+    with tqdm(total=len(configs), unit="run", desc=f"local: {len(configs)} runs, {n} at once", disable=not progress,
+              dynamic_ncols=True) as bar, \
+            ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_in_worker, c.to_dict()): c for c in configs}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                cfg = futures[fut]
+                if fut.exception() is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise fut.exception()
+                path, action, from_epoch, seconds = fut.result()
+                out[cfg] = read_entry(Path(path), cfg)
+                resumed = f" from epoch {from_epoch}" if action == "resumed" else ""
+                say(f"run {Path(path).name} {_label(cfg)}: {action}{resumed} in {seconds / 60:.1f} min")
+                bar.update()
+    return {c: out[c] for c in configs}
+
+
 @dataclass(frozen=True)
 class RayOutcome:
     """One run as the Ray executor saw it: the store entry's path, what the last attempt did (see
-    `sweep.Outcome`), the epoch it resumed from, how many attempts it took, and where and how fast it ran."""
+    `runs.Outcome`), the epoch it resumed from, how many attempts it took, and where and how fast it ran."""
 
     path: Path
     action: str
@@ -60,10 +150,6 @@ class RayOutcome:
 def worker_env() -> dict[str, str]:
     """What a worker needs to find the store, the data and the cache as this driver does: every SSLGEO_*
     variable, with the three paths made absolute (a relative one means the driver's working directory)."""
-    from sslgeo_lib.data import cache_dir
-    from sslgeo_lib.fileio import env_path
-    from sslgeo_lib.store import runs_dir
-
     env = {k: v for k, v in os.environ.items() if k.startswith("SSLGEO_") and k != "SSLGEO_EXECUTOR"}
     env.update(SSLGEO_RUNS=str(runs_dir()), SSLGEO_CACHE=str(cache_dir()))
     if os.environ.get("SSLGEO_DATA"):
@@ -74,10 +160,6 @@ def worker_env() -> dict[str, str]:
 def _train_task(config: dict, code: str, data: str, marker: str, board, key: int) -> dict:
     """The body of one Ray task (runs on a worker): check that this node trains what the driver would (same
     training code, same data, the driver's store), then load or train the run, and say what happened."""
-    from sslgeo_lib.data import fingerprint
-    from sslgeo_lib.store import code_hash, entry_path, runs_dir
-    from sslgeo_lib.sweep import train_or_load
-
     host, cfg = socket.gethostname(), RunConfig(**config)
     if code_hash() != code:
         raise SweepError(f"the sslgeo training code on {host} ({Path(__file__).parent}) differs from the "
@@ -90,7 +172,7 @@ def _train_task(config: dict, code: str, data: str, marker: str, board, key: int
                          f"point SSLGEO_DATA on every node at the same copy")
     board.start.remote(key, host, entry_path(cfg).name)
     t0 = time.perf_counter()
-    out = train_or_load(cfg, progress=False)
+    out = load_or_train_outcome(cfg, progress=False)
     return {"path": str(out.run.path), "action": out.action, "from_epoch": out.from_epoch,
             "host": host, "seconds": time.perf_counter() - t0}
 
@@ -227,6 +309,7 @@ def ray_connection(address: str | None = None):
 def train_on_ray(configs: list[RunConfig], address: str | None = None,
                  progress: bool = True) -> dict[RunConfig, RayOutcome]:
     """Train (or load) every run of `configs` as Ray tasks; return each run's outcome once all have ended.
+    Three steps: connect (`ray_connection`), submit (`_submit`: one task per run), collect (`_collect`).
 
     `address`: a running cluster ("auto", "HOST:PORT" or "ray://HOST:PORT"); None uses $RAY_ADDRESS, and without
     it starts a new Ray instance on this machine (stopped again at the end). Each run takes one GPU when the
@@ -242,94 +325,113 @@ def train_on_ray(configs: list[RunConfig], address: str | None = None,
     except ImportError:
         raise SweepError("the ray executor needs Ray: pip install -r requirements.txt (or pip install 'sslgeo[ray]'),"
                          " or use --executor local") from None
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-    from tqdm.auto import tqdm
-
-    from sslgeo_lib.data import fingerprint
-    from sslgeo_lib.store import LOCKS, StoreError, code_hash, runs_dir
-    from sslgeo_lib.training.loop import TRAINING_THREADS
-
     configs = list(dict.fromkeys(configs))
-    final = (ValueError, TypeError, KeyError, StoreError, FileNotFoundError,  # a retry cannot change these
-             FloatingPointError)
     marker = Path(LOCKS) / f"driver-{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
     with ray_connection(address):
         try:
-            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-            board = ray.remote(_Board).options(num_cpus=0, scheduling_strategy=here).remote()  # on the driver's node
-
-            def where() -> dict[int, tuple[str, str]]:
-                try:
-                    return ray.get(board.status.remote(), timeout=POLL_SECONDS)
-                except (ray.exceptions.RayError, TimeoutError):  # GetTimeoutError is both
-                    return {}
-
-            task = ray.remote(_train_task).options(
-                name=TASK_NAME, num_cpus=TRAINING_THREADS, num_gpus=gpus, max_retries=0,
-                runtime_env={"env_vars": worker_env()})
-            code, data = code_hash(), {d: fingerprint(d) for d in {c.dataset for c in configs}}
-            (runs_dir() / marker).parent.mkdir(parents=True, exist_ok=True)
-            (runs_dir() / marker).touch()  # a worker that cannot see it does not share this store
-            submit = lambda i: task.remote(configs[i].to_dict(), code, data[configs[i].dataset], str(marker),  # noqa: E731
-                                           board, i)
-            pending = {submit(i): (i, 1) for i in range(len(configs))}
-            done: dict[RunConfig, RayOutcome] = {}
-            failed: dict[RunConfig, str] = {}
-            t_start = time.perf_counter()
-            say = lambda line: tqdm.write(line, file=sys.stderr)  # noqa: E731 - above the bar; also when it is off
-            bar = tqdm(total=len(configs), unit="run", desc=f"ray: {len(configs)} runs", disable=not progress,
-                       dynamic_ncols=True)
-            try:
-                while pending:
-                    ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
-                    for ref in ready:
-                        i, attempt = pending.pop(ref)
-                        cfg = configs[i]
-                        try:
-                            r = ray.get(ref)
-                        except ray.exceptions.RayError as exc:
-                            reason = _reason(exc)
-                            cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else None
-                            if isinstance(cause, SweepError):
-                                raise cause from None  # a node that cannot train this driver's runs
-                            _host, name = where().get(i, ("", "(not started)"))
-                            board.end.remote(i)  # before a new attempt can announce itself
-                            if attempt <= RETRIES and not isinstance(cause, final):
-                                ckpt = name != "(not started)" and (runs_dir() / name / "checkpoint.pt").is_file()
-                                say(f"run {name} {_label(cfg)} failed on attempt {attempt} ({reason}); retrying "
-                                    + ("from its checkpoint" if ckpt else "from the start (no checkpoint yet)"))
-                                pending[submit(i)] = (i, attempt + 1)
-                            else:
-                                failed[cfg] = f"run {name}: {reason}"
-                                say(f"run {name} {_label(cfg)} FAILED on attempt {attempt} of {RETRIES + 1}: {reason}")
-                                bar.update()
-                            continue
-                        board.end.remote(i)
-                        out = RayOutcome(Path(r["path"]), r["action"], r["from_epoch"], attempt, r["host"], r["seconds"])
-                        done[cfg] = out
-                        resumed = f" from epoch {out.from_epoch}" if out.action == "resumed" else ""
-                        say(f"run {out.path.name} {_label(cfg)}: {out.action}{resumed} on {out.host} "
-                                  f"in {out.seconds / 60:.1f} min (attempt {attempt})")
-                        bar.update()
-                    bar.set_postfix_str(_status(where(), [configs[i] for i, _ in pending.values()],
-                                                [i for i, _ in pending.values()], len(failed)), refresh=True)
-            except BaseException:
-                for ref in pending:  # an interrupted driver leaves nothing training on its behalf
-                    ray.cancel(ref, force=True)
-                raise
-            finally:
-                bar.close()
-            if progress:
-                print(f"ray: {len(done)} of {len(configs)} runs in {(time.perf_counter() - t_start) / 60:.1f} min",
-                      flush=True)
-            if failed:
-                raise SweepError(f"{len(failed)} run(s) failed (each retried up to {RETRIES} times where a retry could "
-                                 f"help): "
-                                 + "; ".join(f"{_label(c)} ({why})" for c, why in failed.items()))
-            return {c: done[c] for c in configs}  # in the order given
+            return _collect(ray, _submit(ray, configs, marker), progress)
         finally:
             (runs_dir() / marker).unlink(missing_ok=True)
+
+
+@dataclass
+class _RayJob:
+    """Submitted Ray tasks: the runs, how to (re)submit run i, the board, and each pending task's (run, attempt)."""
+
+    configs: list[RunConfig]
+    submit: object
+    board: object
+    marker: Path
+    pending: dict = field(default_factory=dict)
+
+
+def _submit(ray, configs: list[RunConfig], marker: Path) -> _RayJob:
+    """One task per run, on the connected cluster: the store's marker (a worker that cannot see it does not share
+    this store), the board on the driver's node, and the tasks with the driver's code hash and data fingerprints."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    board = ray.remote(_Board).options(num_cpus=0, scheduling_strategy=here).remote()  # on the driver's node
+    task = ray.remote(_train_task).options(name=TASK_NAME, num_cpus=TRAINING_THREADS, num_gpus=gpus, max_retries=0,
+                                           runtime_env={"env_vars": worker_env()})
+    code, data = code_hash(), {d: fingerprint(d) for d in {c.dataset for c in configs}}
+    (runs_dir() / marker).parent.mkdir(parents=True, exist_ok=True)
+    (runs_dir() / marker).touch()
+    submit = lambda i: task.remote(configs[i].to_dict(), code, data[configs[i].dataset], str(marker),  # noqa: E731
+                                   board, i)
+    job = _RayJob(configs, submit, board, marker)
+    job.pending = {submit(i): (i, 1) for i in range(len(configs))}
+    return job
+
+
+# a retry cannot change these
+FINAL_ERRORS = (ValueError, TypeError, KeyError, StoreError, FileNotFoundError, FloatingPointError)
+
+
+def _collect(ray, job: _RayJob, progress: bool) -> dict[RunConfig, RayOutcome]:
+    """Wait for every task of `job`, resubmitting failed ones (see `train_on_ray`); the outcomes in the order
+    given. An interrupted driver cancels what it submitted."""
+    configs, pending = job.configs, job.pending
+    done: dict[RunConfig, RayOutcome] = {}
+    failed: dict[RunConfig, str] = {}
+    t_start = time.perf_counter()
+    say = lambda line: tqdm.write(line, file=sys.stderr)  # noqa: E731 - above the bar; also when it is off
+
+    def where() -> dict[int, tuple[str, str]]:
+        try:
+            return ray.get(job.board.status.remote(), timeout=POLL_SECONDS)
+        except (ray.exceptions.RayError, TimeoutError):  # GetTimeoutError is both
+            return {}
+
+    bar = tqdm(total=len(configs), unit="run", desc=f"ray: {len(configs)} runs", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+            for ref in ready:
+                i, attempt = pending.pop(ref)
+                cfg = configs[i]
+                try:
+                    r = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    reason = _reason(exc)
+                    cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else None
+                    if isinstance(cause, SweepError):
+                        raise cause from None  # a node that cannot train this driver's runs
+                    _host, name = where().get(i, ("", "(not started)"))
+                    job.board.end.remote(i)  # before a new attempt can announce itself
+                    if attempt <= RETRIES and not isinstance(cause, FINAL_ERRORS):
+                        ckpt = name != "(not started)" and (runs_dir() / name / "checkpoint.pt").is_file()
+                        say(f"run {name} {_label(cfg)} failed on attempt {attempt} ({reason}); retrying "
+                            + ("from its checkpoint" if ckpt else "from the start (no checkpoint yet)"))
+                        pending[job.submit(i)] = (i, attempt + 1)
+                    else:
+                        failed[cfg] = f"run {name}: {reason}"
+                        say(f"run {name} {_label(cfg)} FAILED on attempt {attempt} of {RETRIES + 1}: {reason}")
+                        bar.update()
+                    continue
+                job.board.end.remote(i)
+                out = RayOutcome(Path(r["path"]), r["action"], r["from_epoch"], attempt, r["host"], r["seconds"])
+                done[cfg] = out
+                resumed = f" from epoch {out.from_epoch}" if out.action == "resumed" else ""
+                say(f"run {out.path.name} {_label(cfg)}: {out.action}{resumed} on {out.host} "
+                    f"in {out.seconds / 60:.1f} min (attempt {attempt})")
+                bar.update()
+            bar.set_postfix_str(_status(where(), [configs[i] for i, _ in pending.values()],
+                                        [i for i, _ in pending.values()], len(failed)), refresh=True)
+    except BaseException:
+        for ref in pending:  # an interrupted driver leaves nothing training on its behalf
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        bar.close()
+    if progress:
+        print(f"ray: {len(done)} of {len(configs)} runs in {(time.perf_counter() - t_start) / 60:.1f} min", flush=True)
+    if failed:
+        raise SweepError(f"{len(failed)} run(s) failed (each retried up to {RETRIES} times where a retry could help): "
+                         + "; ".join(f"{_label(c)} ({why})" for c, why in failed.items()))
+    return {c: done[c] for c in configs}  # in the order given
 
 
 def _reason(exc) -> str:

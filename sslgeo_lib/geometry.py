@@ -6,7 +6,9 @@ Intrinsic dimension comes from scikit-dimension (Bac et al. 2021), not re-implem
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
+from torch.func import jacrev, vmap
 
 ID_ESTIMATORS = ("TwoNN", "MLE", "lPCA")
 
@@ -97,7 +99,6 @@ def intrinsic_dimension(x: np.ndarray, n: int, estimator: str, seed: int = 0) ->
 def jacobians(projector: torch.nn.Module | None, h: np.ndarray, chunk: int = 256) -> np.ndarray:
     """J(h_i) = dg/dh at each row of h (N, D), fp32, projector in eval mode: (N, m, D). No projector (depth 0:
     z = h) gives the identity, (N, D, D)."""
-    from torch.func import jacrev, vmap
 
     if projector is None:
         return np.broadcast_to(np.eye(h.shape[1], dtype=np.float32), (len(h), h.shape[1], h.shape[1])).copy()
@@ -255,7 +256,6 @@ def id_calibration(n: int, dims=(2, 5, 10, 20), ambient: int = 64, seeds=(0, 1, 
     """Intrinsic-dimension estimates on manifolds of known dimension d, at `n` points: scikit-dimension's
     uniform d-ball and d-sphere, isometrically embedded in R^ambient by a random rotation.
     One row per (manifold, d, seed, estimator): columns manifold, d, seed, estimator, estimate."""
-    import pandas as pd
     import skdim
 
     rows = []

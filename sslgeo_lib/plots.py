@@ -5,8 +5,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+import torch
 
 from sslgeo_lib.stats import ci_table
+from sslgeo_lib.training.augment import augment
+from sslgeo_lib.training.subset import class_balanced_subset
 
 LAYER_COLORS = {"h": "#1f77b4", "z": "#d62728"}
 
@@ -167,10 +170,7 @@ def theory_plot(linear: pd.DataFrame, counts: pd.DataFrame, threshold: float):
 def augmentation_examples(data, n: int, strengths, seed: int = 0) -> np.ndarray:
     """`n` class-balanced test images and one random view of each per strength: (1 + len(strengths), n, 3, H, W)
     in [0, 1], for `image_grid`. Drawn from a generator seeded by `seed`."""
-    import torch
 
-    from sslgeo_lib.training.augment import augment
-    from sslgeo_lib.training.subset import class_balanced_subset
 
     gen = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(data.x_test[class_balanced_subset(data.y_test, n, seed)]).float() / 255

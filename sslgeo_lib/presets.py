@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import os
 from dataclasses import dataclass, field
 
-from sslgeo_lib.config import MAX_SEED, EvalSettings, RunConfig, field_types
-from sslgeo_lib.training.augment import policy
+import torch
+
+from sslgeo_lib.config import MAX_SEED, METHODS, EvalSettings, RunConfig, field_types
+from sslgeo_lib.training.augment import FAMILIES, policy
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,8 @@ class Preset:
         """C6's runs: every shape at the strong s, the weak depths at the weak s; seeds inner. The default shape
         at a strength of the main sweep is the main sweep's run (trained once)."""
         g, out = self.shapes, []
-        points = [(g.strong, d, w) for d, w in g.shapes] + [(g.weak, d, self.base.projector_width) for d in g.weak_depths]
+        points = ([(g.strong, d, w) for d, w in g.shapes]
+                  + [(g.weak, d, self.base.projector_width) for d in g.weak_depths])
         for s, depth, width in points:
             width = width if depth >= 2 else self.base.projector_width
             out += [self.base.replace(strength=s, projector_depth=depth, projector_width=width, seed=k)
@@ -169,7 +173,6 @@ def resolve_preset_name(name: str = "auto") -> str:
     if name == "auto":
         name = os.environ.get("SSLGEO_PRESET", "")
         if not name:
-            import torch
 
             name = "gpu" if torch.cuda.is_available() else "cpu"
     if name not in PRESETS:
@@ -194,7 +197,6 @@ def parse_literal(name: str, value, kind: type, text: bool = True):
 
 
 def _did_you_mean(key: str, names) -> str:
-    import difflib
 
     close = difflib.get_close_matches(key, names, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -222,8 +224,6 @@ def _shape_changes(grid: ShapeGrid, shapes, strong, weak) -> ShapeGrid:
 
 
 def _beyond_changes(grid: BeyondGrid, methods, families, strengths) -> BeyondGrid:
-    from sslgeo_lib.config import METHODS
-    from sslgeo_lib.training.augment import FAMILIES
 
     changes = {}
     for name, value, accepted in (("methods", methods, METHODS[1:]), ("families", families, tuple(FAMILIES)[1:])):

@@ -4,9 +4,13 @@ from __future__ import annotations
 import platform
 import subprocess
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
+
+from sslgeo_lib.data import data_source, load_dataset
+from sslgeo_lib.store import code_hash
 
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "safetensors")
 
@@ -22,7 +26,6 @@ def cpu_name() -> str:
 
 
 def package_version(pkg: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version(pkg)
@@ -57,9 +60,7 @@ def environment() -> dict:
 def provenance(device: torch.device, dtype, channels_last: bool, threads: int, dataset: str = "cifar10") -> dict:
     """A JSON-able record of the code (git state and the training code's hash), packages, device, numeric settings
     and data (its absolute source path and content fingerprint) a run was made with."""
-    from sslgeo_lib.data import data_source, load_dataset
 
-    from sslgeo_lib.store import code_hash
 
     return {**environment(), "code": code_hash(), "device": str(device), "device_name": device_name(device),
             "precision": "bf16" if dtype else "fp32",

@@ -1,7 +1,16 @@
 """Glue helpers: every number and verdict a page cites goes through here (myst-nb `glue`)."""
 from __future__ import annotations
 
-from sslgeo_lib.stats import ClaimResult, Gate
+import ast
+import json
+import shlex
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+
+from sslgeo_lib.claims import reading
+from sslgeo_lib.stats import GATE_MIN_GAIN, RULE_VERSION, ClaimResult, Gate
 
 
 def _glue(key: str, value, display: bool = False) -> None:
@@ -37,8 +46,6 @@ def glue_page(prefix: str, preset_name: str, n_runs: int, verdicts: dict[str, Cl
     computed sentence, `claims.reading`, under `<prefix>_reading`), the preset, the number of runs, the verdict
     rule's version, the table of its readings (`<prefix>_table`, Markdown: one row per `labels` entry, name ->
     what the row reads, in that order; every verdict when None) and the learned gate in words (`<prefix>_gate`)."""
-    from sslgeo_lib.claims import reading
-    from sslgeo_lib.stats import RULE_VERSION
 
     glue_verdicts(prefix, verdicts)
     _glue(f"{prefix}_reading", reading(verdicts["primary"], subject))
@@ -73,7 +80,6 @@ def gate_sentence(gate: Gate | dict | None) -> str:
     run's untrained encoder, interval over seeds, excluded 0 and averaged at least GATE_MIN_GAIN) and with what
     gain, and where they did not (those strengths read "not tested"). A dict {group: Gate} (B1, B2) gives one
     clause per group."""
-    from sslgeo_lib.stats import GATE_MIN_GAIN
 
     rule = (f"the paired kNN gain of h over each run's own untrained encoder, whose 95% interval over seeds must "
             f"exclude 0 and whose mean must reach {GATE_MIN_GAIN:g}")
@@ -120,9 +126,7 @@ def read_glue(notebook_path) -> dict[str, str]:
     """The glued values of an executed notebook (e.g. a papermill output), as their plain-text forms. A notebook
     whose code cells hold no outputs at all (never executed, or a copy saved without them, as a book build's
     `_build/.../executed` copies are) is a ValueError, not an empty result."""
-    import ast
 
-    import nbformat
 
     out = {}
     cells = nbformat.read(notebook_path, as_version=4).cells
@@ -147,7 +151,6 @@ def read_glue(notebook_path) -> dict[str, str]:
 def rerun_command(notebook: str, values: dict) -> str:
     """The papermill command that re-runs book/`notebook` with `values` (name -> value, e.g. from
     presets.resolved_parameters), each passed with -p as papermill reads it (lists as Python literals)."""
-    import shlex
 
     stem = notebook.rsplit(".", 1)[0]
     parts = [f"papermill book/{notebook} {stem}.out.ipynb"]
@@ -170,12 +173,10 @@ def benchmark_rows(stage: str, path=None):
     over seeds per recipe and strength: seeds, kNN of h, its untrained encoder's, the gain, the linear probe,
     images/s and minutes per run. path: the rows file (default results/recipe/rows.jsonl of the repository); an
     empty table when it does not exist (an installed package without the repository's results)."""
-    import json
-    from pathlib import Path
 
-    import pandas as pd
 
-    path = Path(path) if path is not None else Path(__file__).resolve().parent.parent / "results" / "recipe" / "rows.jsonl"
+    default = Path(__file__).resolve().parent.parent / "results" / "recipe" / "rows.jsonl"
+    path = Path(path) if path is not None else default
     columns = ["recipe", "strength", "seeds", "knn", "knn_untrained", "gain", "linear", "images_per_s", "minutes"]
     if not path.is_file():
         return pd.DataFrame(columns=columns)

@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats as sps
+from scipy import optimize
+from scipy import stats as sps
 
 RULE_VERSION = "v3"
-SUPPORTED, CONTRADICTED, NEGLIGIBLE, INCONCLUSIVE, MIXED = "supported", "contradicted", "negligible", "inconclusive", "mixed"
+SUPPORTED, CONTRADICTED, NEGLIGIBLE = "supported", "contradicted", "negligible"
+INCONCLUSIVE, MIXED = "inconclusive", "mixed"
 NOT_TESTED = "not tested"
 GATE_MIN_GAIN = 0.05  # the learned gate: the mean paired kNN gain over the untrained encoder must reach this
 MIN_SEEDS = 2

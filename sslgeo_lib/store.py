@@ -1,5 +1,5 @@
 """The run store: trained models, content-addressed by what shapes their weights. It persists and loads; it
-never trains (`sweep.get_or_train` decides "load or train").
+never trains (`runs.load_or_train` decides "load or train").
 
 A run's id = sha256 of its RunConfig (JSON), the code that shapes its weights (every module of
 `sslgeo_lib/training/`), the fingerprint of the decoded dataset (`data.fingerprint`) and the numerics it trains
@@ -35,9 +35,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from safetensors.torch import load_file, save
 
 from sslgeo_lib.config import RunConfig
+from sslgeo_lib.data import cache_dir, fingerprint
 from sslgeo_lib.fileio import TEMP_SUFFIX, Busy, atomic_write, env_path, file_lock, hash_files, sha256_file, write_json
+from sslgeo_lib.training.loop import cpu_state, new_model, numerics, snapshot_epochs, snapshot_name
 
 _PACKAGE = Path(__file__).resolve().parent
 TRAINING_CODE = _PACKAGE / "training"  # the boundary: every .py file below it shapes weights
@@ -64,8 +67,6 @@ def code_hash(modules=None) -> str:
 def run_id(cfg: RunConfig, device=None, numbers: dict | None = None) -> str:
     """The run's name. `numbers` ({"device": type, "precision": ...}) defaults to how `cfg` trains on `device`
     here; pass a stored run's recorded numerics to check its name on a machine of another kind."""
-    from sslgeo_lib.data import fingerprint
-    from sslgeo_lib.training.loop import numerics
 
     numbers = numerics(cfg, device) if numbers is None else numbers
     payload = (json.dumps(cfg.to_dict(), sort_keys=True) + code_hash() + fingerprint(cfg.dataset)
@@ -100,9 +101,7 @@ class Run:
 
     def model(self, device="cpu"):
         """The trained SSLModel (or the snapshot of `epoch`) in eval mode (the global RNG state is not touched)."""
-        from safetensors.torch import load_file
 
-        from sslgeo_lib.training.loop import new_model, snapshot_name
 
         name = "weights.safetensors" if self.epoch is None else snapshot_name(self.epoch)
         model = new_model(self.config)
@@ -112,7 +111,6 @@ class Run:
     def cache_folder(self) -> Path:
         """Where derived results go: the entry's cache/ folder, or the user's cache folder when the store is
         read-only (analysis of a store one may not write to still works, and is still cached)."""
-        from sslgeo_lib.data import cache_dir
 
         own = self.path / "cache"
         return own if _writable(own if own.is_dir() else self.path) else cache_dir() / "derived" / self.path.name
@@ -199,7 +197,6 @@ def check_entry(path: Path, cfg: RunConfig) -> str | None:
 
 def entry_files(cfg: RunConfig) -> tuple[str, ...]:
     """The files of a complete entry of `cfg`: ENTRY_FILES and its weight snapshots."""
-    from sslgeo_lib.training.loop import snapshot_epochs, snapshot_name
 
     return (*ENTRY_FILES, *(snapshot_name(e) for e in snapshot_epochs(cfg)))
 
@@ -265,7 +262,6 @@ def check_store(cfg: RunConfig) -> None:
 def entry_bytes(cfg: RunConfig) -> int:
     """Disk space one run needs at its peak while training, in float32 parameter copies: the final weights, two
     intermediate snapshots, and two checkpoints (weights + momentum each) while one replaces the other; + 16 MB."""
-    from sslgeo_lib.training.loop import new_model
 
     n_params = sum(p.numel() for p in new_model(cfg).parameters())
     return 4 * n_params * 8 + 16 * 2**20
@@ -286,9 +282,7 @@ def start_entry(path: Path, cfg: RunConfig) -> None:
 def write_entry(path: Path, cfg: RunConfig, model, metrics: dict, provenance: dict) -> Run:
     """Persist a trained model as a complete entry (MANIFEST last, covering the snapshots training left in
     `path`); drop its checkpoint."""
-    from safetensors.torch import save
 
-    from sslgeo_lib.training.loop import cpu_state
 
     (path / "MANIFEST.json").unlink(missing_ok=True)
     write_json(path / "config.json", cfg.to_dict())
@@ -418,7 +412,6 @@ def _origin(path: Path, cfg: RunConfig) -> str:
     fingerprint it recorded differs from this machine's data of its dataset), "other code" (it recorded this
     machine's data, so its training code differs) or "other code or data" (it recorded neither: interrupted
     before it finished). Raises OSError or ValueError when this machine's data cannot be read."""
-    from sslgeo_lib.data import fingerprint
 
     if _stored_id(path, cfg) == path.name:
         return "this"

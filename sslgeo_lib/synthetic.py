@@ -13,17 +13,21 @@
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
+from torch.func import jacrev, vmap
 
+from sslgeo_lib import geometry as G
+from sslgeo_lib import stats
+from sslgeo_lib.data import cache_dir
+from sslgeo_lib.store import cached_result
 from sslgeo_lib.training.losses import info_nce_euclidean, nt_xent
-
-if TYPE_CHECKING:  # annotations only: pandas is imported where the tables are built
-    import pandas as pd
 
 THEORY_CODE = ("synthetic.py", "training/losses.py", "geometry.py")  # what C7's tables are computed by
 
@@ -149,7 +153,6 @@ def linear_theory_table(problem: LinearProblem, strengths, seeds, **train_kwargs
     (`two_layer_h`, `two_layer_z`); the final full-gradient norms of the one- and two-layer fits
     (`grad_norm`, `grad_norm_two_layer`) and the one-layer norm at initialisation (`grad_norm_init`).
     """
-    import pandas as pd
 
     rows = []
     data_only = relative_gains(problem.data_only_gains())
@@ -283,7 +286,6 @@ def toy_grad_norm(toy: ToyManifold, encoder: nn.Module, projector: nn.Module, st
     `seed`, BatchNorm in training mode as in training (on copies: the models are not changed).
     Reference: 0 at a stationary point, up to the evaluation set's sampling noise (a few hundredths);
     about 2 at a random initialisation of the default toy."""
-    import copy
 
     encoder, projector = copy.deepcopy(encoder).train(), copy.deepcopy(projector).train()
     params = list(encoder.parameters()) + list(projector.parameters())
@@ -324,7 +326,6 @@ def train_toy(toy: ToyManifold, strength: float, seed: int, width: int = 64, out
 def push_forward(encoder: nn.Module, x: np.ndarray, directions: np.ndarray) -> np.ndarray:
     """Map tangent vectors through the encoder: J_f(x_i) @ directions_i, for x (N, n) and directions
     (N, n, k): (N, D, k). Exact (autodiff), no estimation."""
-    from torch.func import jacrev, vmap
 
     single = lambda v: encoder(v[None])[0]  # noqa: E731
     jac = vmap(jacrev(single))(torch.tensor(x, dtype=torch.float32)).detach().numpy()  # (N, D, n)
@@ -345,7 +346,6 @@ def toy_geometry(toy: ToyManifold, encoder: nn.Module, projector: nn.Module, str
     augmentation direction against random directions (`rho_exact`); and how well the kNN estimate recovers
     the exact tangent plane (`tangent_recovery`, alignment in [0, 1]).
     """
-    from sslgeo_lib import geometry as G
 
     rng = np.random.default_rng(10_000 + seed)
     theta, content = toy.sample(n_anchor, rng)
@@ -382,7 +382,6 @@ def toy_geometry(toy: ToyManifold, encoder: nn.Module, projector: nn.Module, str
 def toy_table(toy: ToyManifold, strengths, seeds, **train_kwargs):
     """`toy_geometry` for a model trained at each (strength, seed): one row each, with the final and initial
     full-gradient norms of its training (`grad_norm`, `grad_norm_init`)."""
-    import pandas as pd
 
     rows = []
     for s in strengths:
@@ -396,15 +395,13 @@ def toy_table(toy: ToyManifold, strengths, seeds, **train_kwargs):
 def theory_verdicts(linear: "pd.DataFrame", toy: "pd.DataFrame") -> dict:
     """C7 verdicts (the rule of `stats`). Primary: the per-seed fit improvement of the closed form over the
     better of its two foils, the data-only alternative and no collapse (`fit_improvement`'s `improvement`,
-    dex, > 0 predicted, delta DELTAS["C7"]); secondary: over each foil alone. On the toy, at every s > 0: log rho_data < 0 (the
-    exact augmentation direction passes less than the exact data directions; delta DELTAS["C4_rho"]), the
-    locality gap with the exact tangent planes > 0 (delta DELTAS["C4_locality"]), and v1's alignment with
-    the exact tangent plane above the random baseline (secondary, same delta).
+    dex, > 0 predicted, delta DELTAS["C7"]); secondary: over each foil alone. On the toy, at every s > 0:
+    log rho_data < 0 (the exact augmentation direction passes less than the exact data directions; delta
+    DELTAS["C4_rho"]), the locality gap with the exact tangent planes > 0 (delta DELTAS["C4_locality"]), and v1's
+    alignment with the exact tangent plane above the random baseline (secondary, same delta).
     Keys: primary, data_only, no_collapse, toy_rho, toy_locality, toy_alpha; values `stats.ClaimResult`, whose
     intervals are over toy seeds and say so (TOY_COVERS)."""
-    import dataclasses
 
-    from sslgeo_lib import stats
 
     fit = fit_improvement(linear)
     toy = toy.assign(log_rho_data=np.log(toy["rho_data"]), alpha_excess=toy["alpha_exact"] - toy["alpha_random"])
@@ -434,12 +431,8 @@ def theory_tables(t) -> tuple["pd.DataFrame", "pd.DataFrame"]:
     """C7's (linear, toy) tables for TheorySettings `t`: computed once per settings, code (this module, the
     losses it trains with, the geometry it measures with) and torch version, then read from
     $SSLGEO_CACHE/theory/ as JSON (the C7 page and the summary page share one computation)."""
-    import dataclasses
 
-    import pandas as pd
 
-    from sslgeo_lib.data import cache_dir
-    from sslgeo_lib.store import cached_result
 
     def compute():
         linear = linear_theory_table(LinearProblem.default(t.n_dims), t.strengths, t.seeds, steps=t.steps)

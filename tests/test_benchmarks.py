@@ -24,7 +24,8 @@ def test_recipe_quick_prints_every_column_and_resumes(cifar, tmp_path):
     for r in rows:
         assert set(recipe.COLUMNS) <= set(r) and r["gain"] == pytest.approx(r["knn"] - r["knn_untrained"])
         assert 0 <= r["knn"] <= 1 and 0 <= r["linear"] <= 1 and r["images_per_s"] > 0 and r["minutes"] > 0
-    printed = [ln for ln in first.stdout.splitlines() if ln.startswith(("screen", "final", "curve", "objective")) and " seed=" in ln]
+    printed = [ln for ln in first.stdout.splitlines()
+               if ln.startswith(("screen", "final", "curve", "objective")) and " seed=" in ln]
     assert len(printed) == len(rows)  # one line per run, then the means over seeds
     for ln in printed:
         for column in ("knn", "untrained", "gain", "linear", "img/s", "min"):

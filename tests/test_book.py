@@ -75,7 +75,8 @@ def test_methods_page_shows_the_run_table_and_augmentation_figure(html):
 def test_claim_pages_have_figures_and_verdicts(html, page):
     text = (html / f"{page}.html").read_text()
     assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", text)) >= 2
-    assert re.search(r"(<span class=\"pasted-text\">|<strong>)(supported|contradicted|negligible|inconclusive|mixed|not tested)",
+    assert re.search(r"(<span class=\"pasted-text\">|<strong>)"
+                     r"(supported|contradicted|negligible|inconclusive|mixed|not tested)",
                      text)
 
 
@@ -83,8 +84,8 @@ def test_claim_pages_have_figures_and_verdicts(html, page):
 def test_beyond_pages_have_a_figure_and_verdicts(html, page):
     text = (html / f"{page}.html").read_text()
     assert len(re.findall(r"<img [^>]*src=\"[^\"]+\.png\"", text)) >= 1
-    verdicts = re.findall(r"(?:<span class=\"pasted-text\">|<strong>)[^<]*\b(supported|contradicted|negligible|inconclusive|mixed|"
-                          r"not tested)\b", text)
+    verdicts = re.findall(r"(?:<span class=\"pasted-text\">|<strong>)[^<]*\b(supported|contradicted|negligible|"
+                          r"inconclusive|mixed|not tested)\b", text)
     assert len(verdicts) >= 3, verdicts
 
 
@@ -121,7 +122,8 @@ def test_no_page_loads_anything_from_another_host(html):
     for suffix in ("html", "css", "js", "svg"):
         for path in root.rglob(f"*.{suffix}"):
             text = path.read_text(errors="ignore")
-            offenders += [f"{path.relative_to(root)}: {text[m.start():m.start() + 120]!r}" for m in EXTERNAL.finditer(text)]
+            offenders += [f"{path.relative_to(root)}: {text[m.start():m.start() + 120]!r}"
+                          for m in EXTERNAL.finditer(text)]
     assert not offenders, offenders[:20]
 
 
@@ -134,7 +136,8 @@ def test_every_reference_is_cited_and_every_page_cites():
 
     root = Path(__file__).resolve().parents[1]
     keys = set(re.findall(r"^@\w+\{([^,]+),", (root / "references.bib").read_text(), flags=re.M))
-    sources = {p.stem: p.read_text() for p in [*(root / "book").glob("*.ipynb"), *(root / "book" / "parts").glob("*.md")]}
+    sources = {p.stem: p.read_text()
+               for p in [*(root / "book").glob("*.ipynb"), *(root / "book" / "parts").glob("*.md")]}
     cited = set().union(*map(_cited_keys, sources.values()))
     assert keys == cited, (sorted(keys - cited), sorted(cited - keys))
     uncited = [name for name, text in sources.items() if name != "rebuild" and not _cited_keys(text)]
@@ -196,7 +199,8 @@ def test_repeated_scripts_are_dropped_once_each():
     from sslgeo_lib.sphinx_ext import drop_repeated_scripts
 
     a, b = JS(filename=None, attributes={"body": "const X = 1"}), JS(filename="", attributes={"body": "const X = 1"})
-    c, d = JS(filename="", attributes={"body": "const Y = 2"}), JS(filename="_static/m.js", attributes={"defer": "defer"})
+    c, d = (JS(filename="", attributes={"body": "const Y = 2"}),
+            JS(filename="_static/m.js", attributes={"defer": "defer"}))
     e, f = JS(filename="_static/m.js", attributes={"defer": "defer"}), JS(filename="_static/m.js", attributes={})
     context = {"script_files": [a, b, c, d, e, f]}
     drop_repeated_scripts(None, "page", "page.html", context, None)

@@ -15,7 +15,8 @@ if not (shutil.which("chromedriver") and (shutil.which("chromium") or shutil.whi
     if os.environ.get("CI"):
         raise RuntimeError("CI needs headless Chromium: apt-get install chromium chromium-driver (.ci/run does)")
     pytestmark = [pytest.mark.slow,
-                  pytest.mark.skip(reason="headless Chromium (apt-get install chromium chromium-driver) is not installed")]
+                  pytest.mark.skip(reason="headless Chromium (apt-get install chromium chromium-driver) "
+                                          "is not installed")]
 else:
     pytestmark = pytest.mark.slow  # builds and opens the book: the full tier (make test-all)
 
@@ -58,7 +59,8 @@ def test_math_is_typeset_by_the_books_own_mathjax(reports):
     for name in ("c2_invariance", "c4_tangent", "methods"):
         r = reports[f"book/{name}.html"]
         assert r.math > 5 and r.typeset == r.math and r.math_errors == 0, (name, r.math, r.typeset, r.math_errors)
-        assert len(r.mathjax) == 1 and all(s.startswith("file:") and urlparse(s).path.endswith("/_static/mathjax/tex-svg-full.js")
+        assert len(r.mathjax) == 1 and all(s.startswith("file:")
+                                           and urlparse(s).path.endswith("/_static/mathjax/tex-svg-full.js")
                                  for s in r.mathjax), r.mathjax
 
 
@@ -75,7 +77,8 @@ def test_every_verdict_column_has_a_verdict_in_every_row(browser, html):
     tables = browser.execute_script("""
         return Array.from(document.querySelectorAll('table')).map(t => ({
           head: Array.from(t.querySelectorAll('thead th')).map(th => th.innerText.trim()),
-          rows: Array.from(t.querySelectorAll('tbody tr')).map(r => Array.from(r.cells).map(c => c.innerText.trim()))}));
+          rows: Array.from(t.querySelectorAll('tbody tr')).map(r => Array.from(r.cells)"""
+                                    """.map(c => c.innerText.trim()))}));
     """)
     with_verdicts = [t for t in tables if "Verdict" in t["head"]]
     assert len(with_verdicts) >= 3, [t["head"] for t in tables]

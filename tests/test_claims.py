@@ -86,7 +86,8 @@ def test_c1_gap_is_the_learned_part_acc_z0_minus_acc_z():
 def test_an_effect_of_the_architecture_alone_is_not_learning():
     """z0 (a random projector on the same h) already loses 5 points and z loses no more: the raw gap reads
     supported (the v2 defect an untrained sweep showed), the learned gap negligible. The same for C2, C3 and C5."""
-    c1 = claims.transfer_verdicts(_layers(lambda s: 0.0, arch=-0.05).rename(columns={"value": "linear"}).assign(knn=0.3))
+    c1 = claims.transfer_verdicts(_layers(lambda s: 0.0, arch=-0.05).rename(columns={"value": "linear"})
+                                  .assign(knn=0.3))
     assert c1["raw"].verdict == SUPPORTED and c1["primary"].verdict == NEGLIGIBLE
     c2 = claims.invariance_verdicts(_invariance(lambda s: 0.0, arch=0.1))
     assert c2["raw"].verdict == SUPPORTED and c2["primary"].verdict == NEGLIGIBLE
@@ -153,7 +154,8 @@ def test_reading_quotes_the_contradicting_strength():
 def test_c5_retention_gap():
     v = claims.retention_verdicts(_retention(lambda s: -0.1 - 0.05 * s, arch=-0.1))
     assert v["primary"].verdict == SUPPORTED and v["trend"].verdict == SUPPORTED
-    assert v["primary"].estimate == pytest.approx(0.1125, abs=1e-2) and v["raw"].estimate == pytest.approx(0.2125, abs=1e-2)
+    assert (v["primary"].estimate == pytest.approx(0.1125, abs=1e-2)
+            and v["raw"].estimate == pytest.approx(0.2125, abs=1e-2))
     assert v["unit"].verdict == SUPPORTED
 
 
@@ -243,7 +245,8 @@ def test_group_verdicts_read_each_group_and_name_them_together():
     both = claims.across_groups({g: v[g]["C2"] for g in ("up", "flat")}, "C2", "I(z) - I(h)")
     assert both.verdict == MIXED and "weakest: flat" in both.statistic
     low = claims.across_groups({g: v[g]["C3"] for g in ("down", "flat")}, "C3", "log erank ratio")  # C3 predicts < 0
-    assert low.verdict == MIXED and "weakest: flat" in low.statistic and low.text == "supported for down; negligible for flat"
+    assert (low.verdict == MIXED and "weakest: flat" in low.statistic
+            and low.text == "supported for down; negligible for flat")
 
 
 def test_group_verdicts_on_null_groups_keep_the_false_positive_rate():
@@ -253,7 +256,8 @@ def test_group_verdicts_on_null_groups_keep_the_false_positive_rate():
     rng = np.random.default_rng(0)
     hits = 0
     for _ in range(300):
-        rows = [{"method": g, "strength": s, "seed": k, **{c: rng.standard_normal() for c in ("C1", "C2", "C3", "C4", "C5")}}
+        rows = [{"method": g, "strength": s, "seed": k,
+                 **{c: rng.standard_normal() for c in ("C1", "C2", "C3", "C4", "C5")}}
                 for g in ("a", "b", "c") for s in (0.5, 1.0) for k in range(3)]
         v = claims.group_verdicts(pd.DataFrame(rows), "method")
         hits += any(v[g]["C2"].verdict in (SUPPORTED, CONTRADICTED) or "contradicted" in v[g]["C2"].text
@@ -279,7 +283,8 @@ def test_the_forest_plot_puts_each_claim_in_delta_units_with_the_prediction_to_t
         "C2: learned I(z) - I(z0) (up)"]
     diamonds = {round(float(ln.get_ydata()[0])): float(ln.get_xdata()[0]) for ln in ax.lines if ln.get_marker() == "D"}
     # C2 up 0.3 with delta 0.02: +15 deltas; C3 up 0.3 against a predicted fall (delta log 1.1): left of 0
-    assert diamonds[2] == pytest.approx(0.3 / 0.02, rel=0.01) and diamonds[1] == pytest.approx(-0.3 / np.log(1.1), rel=0.01)
+    assert (diamonds[2] == pytest.approx(0.3 / 0.02, rel=0.01)
+            and diamonds[1] == pytest.approx(-0.3 / np.log(1.1), rel=0.01))
     assert abs(diamonds[0]) < 1  # inside the negligible band
     colours = {round(float(ln.get_ydata()[0])): ln.get_color() for ln in ax.lines if ln.get_marker() == "D"}
     assert colours[2] == plots.VERDICT_COLORS[SUPPORTED] and colours[1] == plots.VERDICT_COLORS[CONTRADICTED]
@@ -318,14 +323,16 @@ def test_readings_table_and_gate_sentence():
     v = claims.invariance_verdicts(_invariance(lambda s: 0.1 * s))
     table = report.readings_table(v, {"primary": "learned (primary)", "raw": "raw"}).splitlines()
     assert table[0] == "| reading | statistic | estimate [interval] | verdict |" and len(table) == 4
-    assert table[2].startswith("| learned (primary) | learned I(z) - I(z0)") and "**supported for every s > 0**" in table[2]
+    assert (table[2].startswith("| learned (primary) | learned I(z) - I(z0)")
+            and "**supported for every s > 0**" in table[2])
     with pytest.raises(ValueError, match="labels name readings the page does not have: \\['nope'\\]"):
         report.readings_table(v, {"nope": "x"})
     gains = pd.DataFrame([{"strength": s, "seed": k, "gain": g + 0.01 * k}
                           for s, g in ((0.0, 0.1), (0.5, 0.0)) for k in range(3)])
     sentence = report.gate_sentence(stats.learned_gate(gains))
     assert "the encoders learned at s = 0 (gain 0.110 [0.085, 0.135])" in sentence
-    assert "they did not learn at s = 0.5 (gain 0.010 [-0.015, 0.035]), so every claim there reads \"not tested\"" in sentence
+    assert ("they did not learn at s = 0.5 (gain 0.010 [-0.015, 0.035]), "
+            "so every claim there reads \"not tested\"" in sentence)
     both = report.gate_sentence({"vicreg": stats.learned_gate(gains), "byol": stats.learned_gate(gains)})
     assert "per group: vicreg: the encoders learned" in both and "; byol: the encoders learned" in both
     assert report.gate_sentence(None).startswith("The learned gate was not applied")

@@ -116,7 +116,8 @@ def test_b1_and_b2_grids_expand_and_check_their_parameters():
                                              "barlow_twins, byol"):
             make_preset("cpu", methods=bad)
     for bad in (["colour"], ["all"], ["crop", "crop"]):
-        with pytest.raises(ValueError, match="families must be a non-empty list of distinct names from crop, color, flip"):
+        with pytest.raises(ValueError, match="families must be a non-empty list of distinct names from crop, "
+                                             "color, flip"):
             make_preset("cpu", families=bad)
     for bad in ([0.0], [1.0, 1.0]):
         with pytest.raises(ValueError, match="beyond_strengths must be a non-empty list of distinct s > 0"):
@@ -124,11 +125,13 @@ def test_b1_and_b2_grids_expand_and_check_their_parameters():
     # a training override of the method or family does not change what the pages compare against
     r = make_preset("smoke", method="vicreg", augment_family="crop")
     assert {(c.method, c.augment_family) for c in r.reference_configs()} == {("simclr", "all")}
-    assert {c.augment_family for c in r.objective_configs()} == {"all"} and {c.method for c in r.family_configs()} == {"simclr"}
+    assert ({c.augment_family for c in r.objective_configs()} == {"all"}
+            and {c.method for c in r.family_configs()} == {"simclr"})
 
 
 def test_method_family_and_dataset_fields_are_checked():
-    with pytest.raises(ValueError, match="RunConfig.method='simsiam' is unknown; accepted: simclr, vicreg, barlow_twins, byol"):
+    with pytest.raises(ValueError, match="RunConfig.method='simsiam' is unknown; accepted: simclr, vicreg, "
+                                         "barlow_twins, byol"):
         RunConfig(method="simsiam")
     with pytest.raises(ValueError, match="augment_family='hue' is unknown; accepted: all, crop, color, flip"):
         RunConfig(augment_family="hue")

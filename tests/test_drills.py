@@ -20,8 +20,8 @@ from sslgeo_lib.config import RunConfig
 from sslgeo_lib.data import SourceError, load_dataset
 from sslgeo_lib.fileio import file_lock
 from sslgeo_lib.presets import MAX_SWEEP_RUNS, make_preset
+from sslgeo_lib.runs import load_or_train
 from sslgeo_lib.store import StoreError, check_entry, list_runs, run_id, runs_dir
-from sslgeo_lib.sweep import get_or_train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = RunConfig(n_train=200, encoder_width=4, projector_width=16, projector_out=8, epochs=1, batch_size=64,
@@ -74,7 +74,7 @@ import json, sys
 from pathlib import Path
 from sslgeo_lib.config import RunConfig
 from sslgeo_lib.training import loop
-from sslgeo_lib import sweep
+from sslgeo_lib import runs
 import time
 real_train = loop.train
 def counted(*a, **k):
@@ -86,7 +86,7 @@ def counted(*a, **k):
         time.sleep(0.05)
     return real_train(*a, **k)
 loop.train = counted
-run = sweep.get_or_train(RunConfig(**json.loads(sys.argv[1])), progress=False)
+run = runs.load_or_train(RunConfig(**json.loads(sys.argv[1])), progress=False)
 print(run.id)
 """
 
@@ -97,8 +97,8 @@ def test_clean_touches_only_runs(area, capsys):
     from sslgeo_lib.cli import main
 
     root = area / "runs"
-    ok = get_or_train(TINY, progress=False)
-    other = get_or_train(TINY.replace(seed=1), progress=False)
+    ok = load_or_train(TINY, progress=False)
+    other = load_or_train(TINY.replace(seed=1), progress=False)
     (root / ".ssh").mkdir()
     (root / ".ssh" / "id_rsa").write_text("secret")
     (root / "Documents").mkdir()
@@ -129,7 +129,7 @@ def test_clean_keeps_a_colleagues_runs_of_other_code_unless_asked(area, monkeypa
     them; this checkout's own partial entry is garbage either way."""
     from sslgeo_lib.cli import main
 
-    theirs = get_or_train(TINY, progress=False)
+    theirs = load_or_train(TINY, progress=False)
     weights = store.sha256_file(theirs.path / "weights.safetensors")
     monkeypatch.setattr(store, "code_hash", lambda modules=None: "this checkout's training code")
     mine = TINY.replace(seed=1)
@@ -151,7 +151,7 @@ def test_clean_keeps_runs_of_other_data_and_removes_named_ones(area, monkeypatch
     removed by --other-data or by naming them; a name that is no run is an error that removes nothing."""
     from sslgeo_lib.cli import main
 
-    first, second = get_or_train(TINY, progress=False), get_or_train(TINY.replace(seed=1), progress=False)
+    first, second = load_or_train(TINY, progress=False), load_or_train(TINY.replace(seed=1), progress=False)
     monkeypatch.setenv("SSLGEO_DATA", str(make_tree(area / "other-tree", seed=7)))
     data._load.cache_clear()
     assert {r["id"]: r["origin"] for r in list_runs()} == {first.id: "other data", second.id: "other data"}
@@ -164,7 +164,7 @@ def test_clean_keeps_runs_of_other_data_and_removes_named_ones(area, monkeypatch
 
 
 def test_clean_removes_leftovers_of_finished_runs_and_keeps_the_runs(area):
-    run = get_or_train(TINY, progress=False)
+    run = load_or_train(TINY, progress=False)
     old = time.time() - 2 * store.TEMP_AGE
     (run.path / ".weights.safetensors.x1.tmp").write_bytes(b"half")
     (run.path / "cache").mkdir(exist_ok=True)
@@ -191,7 +191,7 @@ def test_clean_keeps_a_resumable_run_and_its_checkpoint(area):
 
 
 def test_clean_keeps_runs_whose_identity_cannot_be_checked(area, monkeypatch):
-    run = get_or_train(TINY, progress=False)
+    run = load_or_train(TINY, progress=False)
     monkeypatch.setenv("SSLGEO_DATA", str(area / "unmounted-disk"))
     data._load.cache_clear()
     (row,) = list_runs()
@@ -203,7 +203,7 @@ def test_clean_keeps_runs_whose_identity_cannot_be_checked(area, monkeypatch):
 def test_a_run_trained_on_another_kind_of_device_is_not_stale(area):
     import shutil
 
-    run = get_or_train(TINY, progress=False)
+    run = load_or_train(TINY, progress=False)
     gpu_id = run_id(TINY, numbers={"device": "cuda", "precision": "bf16"})
     gpu = runs_dir() / gpu_id
     shutil.copytree(run.path, gpu)
@@ -231,7 +231,7 @@ def test_an_interrupted_run_of_another_kind_of_machine_is_not_another_codes(area
 
 
 def test_an_unreadable_item_is_reported_and_left_alone(area, monkeypatch):
-    run = get_or_train(TINY, progress=False)
+    run = load_or_train(TINY, progress=False)
     (runs_dir() / "00000000000000ff").mkdir()
     real_is_file = Path.is_file
 
@@ -250,7 +250,7 @@ def test_an_item_in_the_way_of_a_run_is_named_and_kept(area):
     (runs_dir() / run_id(TINY)).mkdir(parents=True)
     (runs_dir() / run_id(TINY) / "thesis.tex").write_text("mine")
     with pytest.warns(UserWarning), pytest.raises(StoreError, match="is in the way of run .* not a run of this store"):
-        get_or_train(TINY, progress=False)
+        load_or_train(TINY, progress=False)
     assert (runs_dir() / run_id(TINY) / "thesis.tex").read_text() == "mine"
 
 
@@ -260,14 +260,14 @@ HOLD_AFTER_FIRST_CHECKPOINT = """
 import json, sys, time
 from sslgeo_lib.config import RunConfig
 from sslgeo_lib.training import loop
-from sslgeo_lib import sweep
+from sslgeo_lib import runs
 real_save = loop._save_checkpoint
 def save_then_hang(path, *a, **k):
     real_save(path, *a, **k)
     print("checkpoint", flush=True)
     time.sleep(600)
 loop._save_checkpoint = save_then_hang
-sweep.get_or_train(RunConfig(**json.loads(sys.argv[1])), progress=False)
+runs.load_or_train(RunConfig(**json.loads(sys.argv[1])), progress=False)
 """
 
 
@@ -282,10 +282,10 @@ def test_a_killed_trainer_blocks_nothing_and_its_run_resumes_to_the_same_weights
     proc.wait()
     assert [r["status"] for r in list_runs()] == ["partial (interrupted; resumes from its checkpoint)"]
     with pytest.warns(UserWarning, match="resuming from its last checkpoint"):
-        resumed = get_or_train(cfg, progress=False)  # the dead process's lock does not block
+        resumed = load_or_train(cfg, progress=False)  # the dead process's lock does not block
     assert resumed.metrics["epoch"] == [1, 2]
     monkeypatch.setenv("SSLGEO_RUNS", str(tmp_path / "other"))
-    straight = get_or_train(cfg, progress=False)
+    straight = load_or_train(cfg, progress=False)
     for k, v in straight.model().state_dict().items():
         torch.testing.assert_close(resumed.model().state_dict()[k], v, rtol=0, atol=0)
 
@@ -315,8 +315,8 @@ def test_two_processes_asking_for_the_same_run_train_it_once(area, tmp_path):
 
 @pytest.mark.parametrize("damage", ["manifest []", "manifest null", "config null", "weights symlink"])
 def test_a_malformed_entry_is_reported_and_blocks_nothing(area, damage):
-    run = get_or_train(TINY, progress=False)
-    good = get_or_train(TINY.replace(seed=1), progress=False)
+    run = load_or_train(TINY, progress=False)
+    good = load_or_train(TINY.replace(seed=1), progress=False)
     if damage.startswith("manifest"):
         (run.path / "MANIFEST.json").write_text(damage.split()[1])
     elif damage == "config null":
@@ -328,8 +328,8 @@ def test_a_malformed_entry_is_reported_and_blocks_nothing(area, damage):
     rows = {r["id"]: r["status"] for r in list_runs()}
     assert rows[good.id] == "ok" and rows[run.id].startswith("corrupt")
     with pytest.warns(UserWarning, match="is corrupt .*; retraining it"):
-        fixed = get_or_train(TINY, progress=False)
-    assert check_entry(fixed.path, TINY) is None and get_or_train(TINY.replace(seed=1), progress=False).id == good.id
+        fixed = load_or_train(TINY, progress=False)
+    assert check_entry(fixed.path, TINY) is None and load_or_train(TINY.replace(seed=1), progress=False).id == good.id
     if damage == "weights symlink":
         assert (area / "weights-elsewhere").is_file()  # the link's target is never touched
 
@@ -341,7 +341,7 @@ def test_a_symlink_at_a_runs_name_is_replaced_and_its_target_kept(area):
     (runs_dir()).mkdir(exist_ok=True)
     (runs_dir() / run_id(TINY)).symlink_to(outside)
     with pytest.warns(UserWarning, match="foreign \\(a symlink"):
-        run = get_or_train(TINY, progress=False)
+        run = load_or_train(TINY, progress=False)
     assert not run.path.is_symlink() and check_entry(run.path, TINY) is None
     assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
 
@@ -544,7 +544,7 @@ def test_an_oversized_image_member_or_archive_is_refused_by_name(area, monkeypat
 def test_n_train_beyond_the_data_is_an_error_before_training(area, monkeypatch):
     monkeypatch.setattr("sslgeo_lib.training.loop.train", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(ValueError, match="n_train=1,000 is larger than the 240 training images"):
-        get_or_train(TINY.replace(n_train=1000), progress=False)
+        load_or_train(TINY.replace(n_train=1000), progress=False)
 
 
 # --- impossible work, refused before training -------------------------------------------------------------
@@ -558,7 +558,7 @@ def test_a_training_set_smaller_than_two_batches_is_refused_before_training(area
     loop and left a partial entry."""
     with pytest.raises(ValueError, match=r"trains on 240 images of .*, fewer than two batches of batch_size=128 "
                                          r"\(256\): use batch_size <= 120"):
-        get_or_train(TINY.replace(n_train=0, batch_size=128), progress=False)
+        load_or_train(TINY.replace(n_train=0, batch_size=128), progress=False)
     assert _nothing_stored()
 
 
@@ -567,7 +567,7 @@ def test_a_one_class_dataset_is_refused_before_training(area, monkeypatch):
     monkeypatch.setenv("SSLGEO_DATA", str(make_tree(area / "one-class", n_train=40, n_classes=1)))
     data._load.cache_clear()
     with pytest.raises(ValueError, match="has 1 class in its training split; .* needs at least 2 classes"):
-        get_or_train(TINY.replace(n_train=0, batch_size=8), progress=False)
+        load_or_train(TINY.replace(n_train=0, batch_size=8), progress=False)
     assert _nothing_stored()
 
 
@@ -709,7 +709,7 @@ def test_a_full_disk_fails_before_training(area, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**6, 10**6))
     monkeypatch.setattr("sslgeo_lib.training.loop.train", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(StoreError, match="has 1 MB free; training a run needs about 17 MB"):
-        get_or_train(TINY, progress=False)
+        load_or_train(TINY, progress=False)
 
 
 READ_ONLY = """
@@ -717,13 +717,13 @@ import json, sys
 from sslgeo_lib.config import RunConfig
 from sslgeo_lib.embed import clean_features
 from sslgeo_lib.store import load_run, StoreError
-from sslgeo_lib.sweep import get_or_train
+from sslgeo_lib.runs import load_or_train
 cfg = RunConfig(**json.loads(sys.argv[1]))
-run = get_or_train(cfg, progress=False)  # stored: read without writing anything
+run = load_or_train(cfg, progress=False)  # stored: read without writing anything
 print(run.cache_folder())
 run.cached("probe", {"k": 1}, lambda: {"a": __import__("numpy").arange(3.0)}, ("embed.py",))
 try:
-    get_or_train(cfg.replace(seed=5), progress=False)
+    load_or_train(cfg.replace(seed=5), progress=False)
 except StoreError as exc:
     print("refused:", exc)
 from sslgeo_lib.store import list_runs
@@ -747,7 +747,7 @@ def read_only_python(code: str, *args, store: Path) -> subprocess.Popen:
 
 
 def test_a_read_only_store_is_analysed_and_never_trained_into(area):
-    run = get_or_train(TINY, progress=False)
+    run = load_or_train(TINY, progress=False)
     out = finish(read_only_python(READ_ONLY, json.dumps(TINY.to_dict()), store=area / "runs")).splitlines()
     assert out[0] == str(area / "cache" / "derived" / run.id)
     assert out[1].startswith(f"refused: the run store {area / 'runs'} (SSLGEO_RUNS) is not writable")
@@ -766,7 +766,7 @@ def test_relative_paths_are_taken_from_where_the_user_ran(area):
 
 
 def test_provenance_records_the_data_and_its_absolute_source(area):
-    run = get_or_train(TINY, progress=False)
+    run = load_or_train(TINY, progress=False)
     assert run.provenance["data"] == {"dataset": "cifar10", "source": str(area / "tree"),
                                       "fingerprint": load_dataset().fingerprint}
     assert run.provenance["threads"] == 2
@@ -795,5 +795,5 @@ def test_a_diverged_run_is_refused_and_not_stored(area):
     cfg = TINY.replace(method="vicreg", lr=1e4)
     with pytest.raises(FloatingPointError, match=r"diverged: the training loss was not finite in epoch 1 "
                                                  r"\(lr=10000, method vicreg\); nothing was stored"):
-        get_or_train(cfg, progress=False)
+        load_or_train(cfg, progress=False)
     assert not (runs_dir() / run_id(cfg)).exists() and store.load_run(cfg) is None

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from sslgeo_lib.training.augment import PARAM_NAMES
 from sslgeo_lib.embed import embed, embed_views, encode, layers
+from sslgeo_lib.training.augment import PARAM_NAMES
 from sslgeo_lib.training.models import build_model
 
 

@@ -41,7 +41,8 @@ def test_invariance_needs_two_views():
 
 def test_invariance_ignores_feature_scale():
     v = rng().standard_normal((100, 4, 8))
-    assert G.invariance(v)["invariance"] == pytest.approx(G.invariance(v * rng(1).uniform(0.1, 10, (100, 4, 1)))["invariance"])
+    assert (G.invariance(v)["invariance"]
+            == pytest.approx(G.invariance(v * rng(1).uniform(0.1, 10, (100, 4, 1)))["invariance"]))
 
 
 def test_view_cosine():
@@ -112,7 +113,8 @@ def test_jacobian_of_an_mlp_matches_finite_differences():
         d = np.zeros(5)
         d[j] = eps
         with torch.no_grad():
-            fd = (proj(torch.tensor(h + d, dtype=torch.float32)) - proj(torch.tensor(h - d, dtype=torch.float32))) / (2 * eps)
+            fd = (proj(torch.tensor(h + d, dtype=torch.float32))
+                  - proj(torch.tensor(h - d, dtype=torch.float32))) / (2 * eps)
         np.testing.assert_allclose(jac[:, :, j], fd.numpy(), atol=2e-3)
 
 
@@ -145,7 +147,8 @@ def test_suppression_of_a_killed_subspace_is_zero():
     killed, kept = np.eye(dim)[:, 6:], np.eye(dim)[:, :2]
     assert G.suppression(w, killed) == pytest.approx(0.0)
     assert G.suppression(w, kept) == pytest.approx(dim / 6)  # uniform gain on 6 of 10 directions
-    assert np.mean([G.suppression(w, G.random_subspace(dim, 2, rng(s))) for s in range(3000)]) == pytest.approx(1.0, rel=0.03)
+    assert (np.mean([G.suppression(w, G.random_subspace(dim, 2, rng(s))) for s in range(3000)])
+            == pytest.approx(1.0, rel=0.03))
 
 
 def test_kept_subspace_is_the_row_space():

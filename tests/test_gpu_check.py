@@ -44,14 +44,16 @@ def test_dry_book_builds_the_core_chapters_and_writes_verdicts(cifar, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert _times(out) == {"train": 0, "build": 0, "verdicts": 0}
     record = json.loads((out / "verdicts.json").read_text())
-    assert record["preset"] == "smoke" and [c["claim"] for c in record["claims"]] == ["C1", "C2", "C3", "C4", "C5", "C7"]
+    assert (record["preset"] == "smoke"
+            and [c["claim"] for c in record["claims"]] == ["C1", "C2", "C3", "C4", "C5", "C7"])
     html = out / "book" / "_build" / "html"
     assert (html / "book" / "c2_invariance.html").is_file() and not (html / "book" / "c6_projector.html").exists()
 
 
 def test_bad_option_is_refused_with_what_is_accepted(tmp_path):
     r = _check("--fast", tmp_path)
-    assert r.returncode == 2 and "unknown option --fast (accepted: --dry, --book, --wheels DIR, OUTDIR; --help)" in r.stderr
+    assert (r.returncode == 2
+            and "unknown option --fast (accepted: --dry, --book, --wheels DIR, OUTDIR; --help)" in r.stderr)
 
 
 def test_wheels_must_name_a_folder(tmp_path):

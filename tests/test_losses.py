@@ -90,7 +90,8 @@ def test_barlow_twins_at_the_identity_at_zero_correlation_and_by_hand():
 
     g = torch.Generator().manual_seed(1)
     # orthonormal columns orthogonal to the constant vector: centred, uncorrelated, of equal norm
-    design = torch.cat([torch.ones(32, 1, dtype=torch.float64), torch.randn(32, 8, generator=g, dtype=torch.float64)], 1)
+    design = torch.cat([torch.ones(32, 1, dtype=torch.float64),
+                        torch.randn(32, 8, generator=g, dtype=torch.float64)], 1)
     q = torch.linalg.qr(design)[0]
     z, z2 = q[:, 1:5].float(), q[:, 5:9].float()  # C(z, z) = I, C(z, z2) = 0
     assert barlow_twins(z, z).item() == pytest.approx(0.0, abs=1e-5)

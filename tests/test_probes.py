@@ -137,8 +137,8 @@ def test_parameter_retention_equals_one_fit_per_parameter():
     """The joint ridge fit (one decomposition, alpha per parameter) and the Newton logistic fit give what a
     separate fit per parameter gives: the same R^2 to rounding, the same held-out accuracy."""
     from sklearn.linear_model import LogisticRegression, RidgeCV
-    from sklearn.model_selection import GroupShuffleSplit
     from sklearn.metrics import r2_score
+    from sklearn.model_selection import GroupShuffleSplit
     from sklearn.preprocessing import StandardScaler
 
     rng = np.random.default_rng(3)

@@ -20,8 +20,8 @@ import pytest
 from sslgeo_lib.config import RunConfig
 from sslgeo_lib.executor import resolve_executor
 from sslgeo_lib.fileio import sha256_file
+from sslgeo_lib.runs import load_or_train
 from sslgeo_lib.store import lock_path, run_id
-from sslgeo_lib.sweep import get_or_train
 
 pytestmark = pytest.mark.slow
 SMALL = dict(n_train=256, encoder_width=4, projector_width=16, projector_out=8, batch_size=64, monitor_every=1)
@@ -130,7 +130,7 @@ def _outcomes(proc, timeout=600):
 
 def _local(cfg, store: Path, monkeypatch):
     monkeypatch.setenv("SSLGEO_RUNS", str(store))
-    return get_or_train(cfg, progress=False)
+    return load_or_train(cfg, progress=False)
 
 
 def test_ray_runs_equal_local_runs_bit_for_bit(cluster, tmp_path, monkeypatch):
@@ -291,19 +291,20 @@ def test_notebooks_sweep_sends_only_missing_runs_to_the_ray_executor(cifar, isol
     the Ray executor, and return the entries it reports (here a stand-in that trains in this process)."""
     import sslgeo_lib.executor as executor
     from sslgeo_lib.presets import make_preset
-    from sslgeo_lib.sweep import sweep, train_or_load
+    from sslgeo_lib.runs import load_or_train_outcome
+    from sslgeo_lib.sweep import sweep
 
     calls = []
 
     def fake_train_on_ray(configs, address=None, progress=True):
         calls.append((list(configs), address))
-        return {c: executor.RayOutcome(train_or_load(c, progress=False).run.path, "trained", 0, 1, "here", 0.0)
+        return {c: executor.RayOutcome(load_or_train_outcome(c, progress=False).run.path, "trained", 0, 1, "here", 0.0)
                 for c in configs}
 
     monkeypatch.setattr(executor, "train_on_ray", fake_train_on_ray)
     monkeypatch.setenv("SSLGEO_EXECUTOR", "ray")
     p = make_preset("smoke", strengths=[0.0, 1.0], seeds=[0], n_train=256, epochs=1, encoder_width=4)
-    get_or_train(p.configs()[0], progress=False)  # one of the two is stored already
+    load_or_train(p.configs()[0], progress=False)  # one of the two is stored already
     runs = sweep(p, progress=False, address="10.0.0.1:6379")
     assert calls == [([p.configs()[1]], "10.0.0.1:6379")]
     assert [r.config for r in runs] == p.configs() and all(r.path.parent == isolated_store for r in runs)

@@ -4,9 +4,27 @@ import pytest
 from scipy import stats as sps
 
 from sslgeo_lib import stats
-from sslgeo_lib.stats import (CONTRADICTED, INCONCLUSIVE, MIXED, NEGLIGIBLE, SUPPORTED, ci_table, delta_table,
-                              detectable_effect, detectable_slope, holm, mean_ci, ols_slope, outcome, per_strength_claim,
-                              per_strength_table, simulate_null_sweeps, single_claim, step_claim, trend_claim)
+from sslgeo_lib.stats import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    MIXED,
+    NEGLIGIBLE,
+    SUPPORTED,
+    ci_table,
+    delta_table,
+    detectable_effect,
+    detectable_slope,
+    holm,
+    mean_ci,
+    ols_slope,
+    outcome,
+    per_strength_claim,
+    per_strength_table,
+    simulate_null_sweeps,
+    single_claim,
+    step_claim,
+    trend_claim,
+)
 
 T975_2 = 4.302653          # t_{0.975, 2}
 STRENGTHS = (0.0, 0.25, 0.5, 1.0, 1.5)

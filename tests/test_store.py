@@ -8,15 +8,15 @@ import torch
 from sslgeo_lib import store
 from sslgeo_lib.config import RunConfig
 from sslgeo_lib.fileio import atomic_write
+from sslgeo_lib.runs import load_or_train
 from sslgeo_lib.store import list_runs, load_run, run_id
-from sslgeo_lib.sweep import get_or_train
 
 TINY = RunConfig(n_train=256, encoder_width=4, projector_width=16, projector_out=8, epochs=1, batch_size=64,
                  monitor_every=1, strength=0.5)
 
 
 def test_a_second_call_never_retrains(cifar, isolated_store, monkeypatch):
-    run = get_or_train(TINY, progress=False)
+    run = load_or_train(TINY, progress=False)
     for name in ("config.json", "weights.safetensors", "metrics.json", "provenance.json", "MANIFEST.json"):
         assert (run.path / name).is_file()
     assert not (run.path / "checkpoint.pt").exists()
@@ -24,12 +24,12 @@ def test_a_second_call_never_retrains(cifar, isolated_store, monkeypatch):
     assert run.provenance["packages"]["torch"] == version("torch")
     assert run.provenance["device"] == "cpu" and run.metrics["epoch"] == [1]
     monkeypatch.setattr("sslgeo_lib.training.loop.train", lambda *a, **k: pytest.fail("retrained"))
-    again = get_or_train(TINY, progress=False)
+    again = load_or_train(TINY, progress=False)
     assert again.id == run.id and again.metrics == run.metrics
 
 
 def test_weights_round_trip_without_pickle(cifar, isolated_store):
-    run = get_or_train(TINY, progress=False)
+    run = load_or_train(TINY, progress=False)
     assert (run.path / "weights.safetensors").read_bytes()[:8] != b"\x80\x04\x95"  # not a pickle
     m1, m2 = run.model(), run.model()
     x = torch.rand(2, 3, 32, 32)
@@ -38,22 +38,22 @@ def test_weights_round_trip_without_pickle(cifar, isolated_store):
 
 
 def test_corrupt_entry_is_reported_and_retrained(cifar, isolated_store):
-    run = get_or_train(TINY, progress=False)
+    run = load_or_train(TINY, progress=False)
     weights = run.path / "weights.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
     assert load_run(TINY) is None
     with pytest.warns(UserWarning, match="corrupt \\(weights.safetensors does not match its checksum\\); retraining"):
-        fixed = get_or_train(TINY, progress=False)
+        fixed = load_or_train(TINY, progress=False)
     assert load_run(TINY) is not None and fixed.id == run.id
 
 
 def test_partial_entry_is_reported_and_retrained(cifar, isolated_store):
-    run = get_or_train(TINY, progress=False)
+    run = load_or_train(TINY, progress=False)
     (run.path / "MANIFEST.json").unlink()
     with pytest.warns(UserWarning, match="partial \\(no MANIFEST.json\\); retraining"):
-        get_or_train(TINY, progress=False)
+        load_or_train(TINY, progress=False)
     assert load_run(TINY) is not None
 
 
@@ -71,7 +71,7 @@ def test_interrupted_training_resumes_from_its_checkpoint(cifar, isolated_store,
 
     monkeypatch.setattr("sslgeo_lib.training.loop.train", counting)
     with pytest.warns(UserWarning, match="partial \\(no MANIFEST.json\\); resuming from its last checkpoint"):
-        run = get_or_train(cfg, progress=False)
+        run = load_or_train(cfg, progress=False)
     assert calls == [2] and run.metrics["epoch"] == [1, 2]
 
 
@@ -94,7 +94,7 @@ def test_run_id_depends_on_config_and_training_code(monkeypatch):
 
 
 def test_list_runs_marks_stale_code(cifar, isolated_store, monkeypatch):
-    run = get_or_train(TINY, progress=False)
+    run = load_or_train(TINY, progress=False)
     assert [r["status"] for r in list_runs()] == ["ok"]
     monkeypatch.setattr(store, "code_hash", lambda modules=None: "newer code")
     assert list_runs()[0]["status"] == "ok, trained by other code (kept; clean --other-code or its id removes it)"
@@ -116,7 +116,7 @@ def test_atomic_write_leaves_nothing_half_written(tmp_path):
 
 
 def test_cached_arrays_are_reused_and_keyed_by_settings(cifar, isolated_store):
-    run = get_or_train(TINY, progress=False)
+    run = load_or_train(TINY, progress=False)
     calls = []
 
     def compute():
@@ -132,7 +132,8 @@ def test_cached_arrays_are_reused_and_keyed_by_settings(cifar, isolated_store):
 def test_snapshot_epochs():
     from sslgeo_lib.training.loop import snapshot_epochs
 
-    assert [snapshot_epochs(TINY.replace(epochs=e)) for e in (1, 2, 4, 20, 200)] == [[], [1], [1, 2], [5, 10], [50, 100]]
+    assert ([snapshot_epochs(TINY.replace(epochs=e)) for e in (1, 2, 4, 20, 200)]
+            == [[], [1], [1, 2], [5, 10], [50, 100]])
 
 
 def test_snapshots_are_kept_checked_and_loaded(cifar, isolated_store, tmp_path):
@@ -143,7 +144,7 @@ def test_snapshots_are_kept_checked_and_loaded(cifar, isolated_store, tmp_path):
     from sslgeo_lib.training.loop import train
 
     cfg = TINY.replace(epochs=4)
-    run = get_or_train(cfg, progress=False)
+    run = load_or_train(cfg, progress=False)
     assert run.epochs == [1, 2, 4] and run.metrics["snapshots"] == [1, 2]
     manifest = json.loads((run.path / "MANIFEST.json").read_text())
     assert {"weights-e1.safetensors", "weights-e2.safetensors"} <= set(manifest)
@@ -164,7 +165,7 @@ def test_snapshots_are_kept_checked_and_loaded(cifar, isolated_store, tmp_path):
 def test_snapshot_caches_are_keyed_by_epoch(cifar, isolated_store):
     from sslgeo_lib.embed import clean_features
 
-    run = get_or_train(TINY.replace(epochs=2), progress=False)
+    run = load_or_train(TINY.replace(epochs=2), progress=False)
     early, final = clean_features(run.at(1), "test", 100), clean_features(run, "test", 100)
     assert not np.array_equal(early["h"], final["h"]) and np.array_equal(early["index"], final["index"])
 
@@ -183,15 +184,15 @@ def test_written_files_get_the_mode_of_a_plain_open(tmp_path):
 def test_a_run_trained_with_other_numerics_is_read_not_retrained(cifar, isolated_store, monkeypatch):
     """A run trained on a cluster's GPUs is named with their numerics; a CPU driver or notebook finds it by its
     config, code and data (here: a CPU entry renamed to its GPU id) instead of training it again."""
+    from sslgeo_lib.runs import load_or_train_outcome
     from sslgeo_lib.store import find_entry
-    from sslgeo_lib.sweep import train_or_load
 
-    run = get_or_train(TINY, progress=False)
+    run = load_or_train(TINY, progress=False)
     gpu = isolated_store / run_id(TINY, numbers={"device": "cuda", "precision": "bf16"})
     run.path.rename(gpu)
     assert find_entry(TINY) == gpu and load_run(TINY).path == gpu
     monkeypatch.setattr("sslgeo_lib.training.loop.train", lambda *a, **k: pytest.fail("retrained"))
-    out = train_or_load(TINY, progress=False)
+    out = load_or_train_outcome(TINY, progress=False)
     assert out.action == "stored" and out.run.path == gpu
     gpu.rename(isolated_store / "elsewhere")  # no entry under any numerics: it would train here
     assert find_entry(TINY) is None and load_run(TINY) is None
@@ -199,7 +200,7 @@ def test_a_run_trained_with_other_numerics_is_read_not_retrained(cifar, isolated
 
 def test_checkpoint_epoch_reports_only_what_the_training_loop_resumes_from(tmp_path):
     """The epoch a resumed run is reported to start from is the loop's: 0 for a checkpoint it would discard."""
-    from sslgeo_lib.sweep import checkpoint_epoch
+    from sslgeo_lib.runs import checkpoint_epoch
 
     full = {"model": {}, "opt": {}, "epoch": 3, "metrics": {}}
     simclr, byol = RunConfig(), RunConfig(method="byol")

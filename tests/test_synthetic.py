@@ -6,10 +6,22 @@ import pytest
 import torch
 from scipy.optimize import minimize_scalar
 
+from sslgeo_lib.synthetic import (
+    COLLAPSE_THRESHOLD,
+    LinearProblem,
+    ToyManifold,
+    collapse_counts,
+    column_gains,
+    fit_improvement,
+    linear_theory_table,
+    push_forward,
+    relative_gains,
+    theory_verdicts,
+    toy_geometry,
+    train_linear,
+    train_toy,
+)
 from sslgeo_lib.training.losses import info_nce_euclidean
-from sslgeo_lib.synthetic import (COLLAPSE_THRESHOLD, LinearProblem, ToyManifold, collapse_counts, column_gains,
-                                  fit_improvement, linear_theory_table, push_forward, relative_gains, theory_verdicts,
-                                  toy_geometry, train_linear, train_toy)
 
 LINEAR_GRAD_BOUND = 0.05  # full-gradient norm after training, small linear problem (from about 0.6 at init)
 TOY_GRAD_BOUND = 0.15  # the same for the small toy (from about 2 at init)

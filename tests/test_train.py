@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from sslgeo_lib.training import loop as train_mod
 from sslgeo_lib.config import RunConfig
+from sslgeo_lib.training import loop as train_mod
 from sslgeo_lib.training.loop import autocast_dtype, lr_at, train
 
 TINY = dict(n_train=256, encoder_width=4, projector_width=16, projector_out=8, epochs=2, batch_size=64,
@@ -173,7 +173,8 @@ def test_each_method_trains_on_its_own_loss():
     cfg = RunConfig(**TINY)
     assert pair_loss(cfg, z1, z2).item() == pytest.approx(losses.nt_xent(z1, z2, cfg.temperature).item())
     assert pair_loss(cfg.replace(method="vicreg"), z1, z2).item() == pytest.approx(losses.vicreg(z1, z2).item())
-    assert pair_loss(cfg.replace(method="barlow_twins"), z1, z2).item() == pytest.approx(losses.barlow_twins(z1, z2).item())
+    assert (pair_loss(cfg.replace(method="barlow_twins"), z1, z2).item()
+            == pytest.approx(losses.barlow_twins(z1, z2).item()))
     with pytest.raises(ValueError, match="no pair loss"):
         pair_loss(cfg.replace(method="byol"), z1, z2)
 
