@@ -22,10 +22,11 @@ import torch
 from tqdm import tqdm
 
 from sslgeo_lib.fileio import atomic_write
-from sslgeo_lib.training import losses
 from sslgeo_lib.training.augment import augment
+from sslgeo_lib.training import losses
 from sslgeo_lib.training.models import SSLModel, build_model
 from sslgeo_lib.training.subset import class_balanced_subset
+
 
 # Intermediate weights kept with every run (B4: each claim's statistic as training goes on): after these fractions
 # of the epochs (rounded, at least epoch 1, distinct, before the last), beside the final weights.
