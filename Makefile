@@ -12,7 +12,7 @@ ifneq ($(PRESET),auto)
 export SSLGEO_PRESET := $(PRESET)
 endif
 
-.PHONY: book core train train-core test test-all env clean static tools lint-workflows
+.PHONY: book core check check-core train train-core test test-all lint env clean static tools lint-workflows
 
 # MathJax, served from the book itself (no page loads anything from another host): npm's mathjax package, checked;
 # the version stamp makes a new version replace the old file
@@ -59,20 +59,30 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
 	touch $@
 
-train: env
+# everything the build needs (npm or MathJax, data, disk, a GPU for a GPU preset), checked before any training
+check: env
+	$(BIN)/sslgeo check --preset $(PRESET)
+
+check-core: env
+	$(BIN)/sslgeo check --preset $(PRESET) --main-only
+
+train: check
 	$(BIN)/sslgeo train --preset $(PRESET)
 
 book: train static
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-train-core: env
+train-core: check-core
 	$(BIN)/sslgeo train --preset $(PRESET) --main-only
 
 core: train-core static
 	$(BIN)/jupyter-book build . -W -n --keep-going --toc _toc_core.yml
 
-test: env static tools
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+lint: env
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/python -m pytest -m "not slow" --durations=15 $(PYTEST_ARGS)
 
 test-all: env static tools
 	$(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)

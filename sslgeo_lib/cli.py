@@ -1,22 +1,24 @@
 """The `sslgeo` command: train a preset's sweep (here or on a Ray cluster), write its verdicts as JSON, list and clean
-stored runs, show a notebook's parameters."""
+stored runs, show a notebook's parameters, check a machine's prerequisites."""
 from __future__ import annotations
 
 import argparse
 import json
 import pickle
+import shutil
 import sys
+from pathlib import Path
 
+from sslgeo_lib.data import load_dataset
 from sslgeo_lib.executor import EXECUTORS, SweepError, resolve_executor, resolve_jobs
 from sslgeo_lib.fileio import write_json
-from sslgeo_lib.presets import PRESETS, make_preset
-from sslgeo_lib.store import clean, list_runs, runs_dir
+from sslgeo_lib.presets import PRESETS, Preset, make_preset
+from sslgeo_lib.store import clean, entry_bytes, find_entry, list_runs, runs_dir
 from sslgeo_lib.summary import primary_results, verdict_record
-from sslgeo_lib.sweep import sweep
+from sslgeo_lib.sweep import GPU_PRESETS, check_preset, sweep
 
 
 def _train(args) -> None:
-
     resolve_jobs(args.jobs)  # a bad number fails before anything is checked or trained
     if args.address and resolve_executor(args.executor) != "ray":
         raise ValueError("--address names a Ray cluster: use it with --executor ray (or SSLGEO_EXECUTOR=ray)")
@@ -39,8 +41,6 @@ def _train(args) -> None:
 
 
 def _verdicts(args) -> None:
-
-
     p = make_preset(args.preset)
     record = verdict_record(p, primary_results(p, shapes=not args.main_only))
     if args.out:
@@ -54,7 +54,6 @@ def _verdicts(args) -> None:
 
 
 def _list(args) -> None:
-
     rows = list_runs()
     runs = [r for r in rows if r["kind"] == "run"]
     print(f"{len(runs)} run(s) in {runs_dir()}" + (f", and {len(rows) - len(runs)} foreign item(s) left alone"
@@ -65,7 +64,6 @@ def _list(args) -> None:
 
 
 def _clean(args) -> None:
-
     removed = clean(other_code=args.other_code, other_data=args.other_data, ids=args.runs, everything=args.all,
                     dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
@@ -79,6 +77,50 @@ def _clean(args) -> None:
     if kept:
         print(f"kept {len(kept)} run(s) trained by other code or on other data (another checkout or SSLGEO_DATA may "
               f"use them):" + "".join(f"\n  {r['id']}  {r['origin']}" for r in kept))
+
+
+ROOT = Path(__file__).resolve().parent.parent
+MATHJAX = ROOT / "_vendor" / "mathjax" / "tex-svg-full.js"  # `make static` fetches it with npm
+CACHE_BYTES = 40 * 2**20  # a run's cached features and measures, at most (cpu preset: about 12 MB)
+
+
+def prerequisites(p: Preset, main_only: bool = False) -> list[str]:
+    """What building preset `p`'s book needs and this machine lacks, each with what to do; empty when all is
+    there: npm (to fetch MathJax, unless `_vendor/` holds it), the data, room in the run store and the cache for
+    the runs still to train, and a GPU for a GPU preset (unless allowed on the CPU)."""
+    problems = []
+    if not MATHJAX.is_file() and shutil.which("npm") is None:
+        problems.append("npm is not on PATH: the book serves MathJax from _vendor/, which `make static` fetches with "
+                        "npm (install Node.js, e.g. apt-get install npm, or copy _vendor/ from a machine that has it)")
+    try:
+        load_dataset(p.base.dataset)
+    except (FileNotFoundError, ValueError) as exc:
+        return problems + [f"the data: {exc}"]
+    configs = p.configs() if main_only else p.all_configs()
+    missing = [cfg for cfg in configs if find_entry(cfg) is None]
+    try:
+        check_preset(p, None)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if missing:
+        root = runs_dir()
+        existing = next(d for d in (root, *root.parents) if d.exists())
+        need = sum(entry_bytes(cfg) for cfg in missing) + CACHE_BYTES * len(configs)
+        free = shutil.disk_usage(existing).free
+        if free < need:
+            problems.append(f"{existing} has {free / 1e9:,.1f} GB free; {len(missing)} run(s) to train and their "
+                            f"caches need about {need / 1e9:,.1f} GB: free some space or point SSLGEO_RUNS elsewhere")
+    return problems
+
+
+def _check(args) -> None:
+    p = make_preset(args.preset)
+    problems = prerequisites(p, args.main_only)
+    if problems:
+        raise SystemExit("sslgeo check: this machine cannot build the book yet:\n"
+                         + "\n".join(f"- {x}" for x in problems))
+    print(f"sslgeo check: ready to build preset {p.name} (npm or MathJax, data, disk"
+          + (", device" if p.name in GPU_PRESETS else "") + ")")
 
 
 def _params(args) -> None:
@@ -120,6 +162,11 @@ def main(argv=None) -> None:
     v.add_argument("--out", help="write the JSON to this file (default: standard output)")
     v.add_argument("--main-only", action="store_true", help="leave out C6 even where its runs are stored")
     v.set_defaults(func=_verdicts)
+    k = sub.add_parser("check", help="check what building a preset's book needs (npm or MathJax, the data, disk, "
+                                     "a GPU for a GPU preset) before anything trains; exit status 1 with what lacks")
+    k.add_argument("--preset", default="auto", help=f"auto | {' | '.join(PRESETS)} (default: auto)")
+    k.add_argument("--main-only", action="store_true", help="the core edition's runs only")
+    k.set_defaults(func=_check)
     sub.add_parser("list", help="list the stored runs and their status").set_defaults(func=_list)
     c = sub.add_parser("clean", help="remove what is provably garbage: partial and corrupt runs of this code and "
                                      "data, and leftover temporary files; runs of other code or data are kept unless "

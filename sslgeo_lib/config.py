@@ -38,7 +38,7 @@ class RunConfig:
     method: str = "simclr"         # SSL objective: simclr (NT-Xent) | vicreg | barlow_twins | byol (B1)
     strength: float = 0.5          # augmentation strength s (0 = identity; 0.5 = SimCLR's CIFAR setting)
     augment_family: str = "all"    # which augmentations s scales: all | crop | color | flip (the others off; B2)
-    epochs: int = 12               # passes over the training subset (cpu preset: calibrated in the README)
+    epochs: int = 12               # passes over the training subset (cpu preset: docs/recipe.md)
     batch_size: int = 256          # source images per step (two views each)
     lr: float = 0.06               # base learning rate at batch 256, scaled linearly with batch size
     optimizer: str = "sgd"         # sgd (momentum 0.9) | lars (SGD with LARS's layer-wise trust ratio; You et al. 2017)
@@ -196,5 +196,3 @@ def _resolve(name: str, n: int, available: int) -> int:
     if n > available:
         raise ValueError(f"{name}={n:,} is larger than the {available:,} images available (0 means all of them)")
     return available if n == 0 else n
-
-

@@ -140,7 +140,6 @@ _OPTIONS = ("Accepted: set SSLGEO_DATA to (1) torchvision's 'cifar-10-batches-py
 
 
 def _download(root: Path) -> None:
-
     try:
         torchvision.datasets.CIFAR10(str(root), train=True, download=True)
     except Exception as exc:  # network errors come in many types

@@ -171,7 +171,6 @@ def augmentation_examples(data, n: int, strengths, seed: int = 0) -> np.ndarray:
     """`n` class-balanced test images and one random view of each per strength: (1 + len(strengths), n, 3, H, W)
     in [0, 1], for `image_grid`. Drawn from a generator seeded by `seed`."""
 
-
     gen = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(data.x_test[class_balanced_subset(data.y_test, n, seed)]).float() / 255
     return np.stack([x.numpy()] + [augment(x, s, gen)[0].numpy() for s in strengths])

@@ -118,7 +118,7 @@ PRESETS = {
                     eval=EvalSettings(n_test=500, n_views=4, n_anchor=40, n_id=0, tangent_k=20, n_probe_test=500),
                     shapes=ShapeGrid(shapes=((0, 128), (1, 128), (2, 128), (2, 256), (3, 128)), strong=1.0, weak=0.0),
                     beyond=BeyondGrid(strengths=(1.0,))),
-    # Meaningful verdicts on a 2-core CPU; sizes calibrated in the README and the methods chapter.
+    # Meaningful verdicts on a 2-core CPU; sizes calibrated in docs/recipe.md and the methods chapter.
     # 4 strengths x 4 seeds (the power of the rule's per-strength tests grows with seeds); C6, B1 and B2 on 3 seeds.
     # The probes and tangent planes use 10,000 of the 50,000 training images (their cost grows with the set).
     "cpu": Preset("cpu", RunConfig(**CPU_RECIPE), strengths=(0.0, 0.25, 0.5, 1.0), seeds=(0, 1, 2, 3),
@@ -197,7 +197,6 @@ def parse_literal(name: str, value, kind: type, text: bool = True):
 
 
 def _did_you_mean(key: str, names) -> str:
-
     close = difflib.get_close_matches(key, names, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -224,7 +223,6 @@ def _shape_changes(grid: ShapeGrid, shapes, strong, weak) -> ShapeGrid:
 
 
 def _beyond_changes(grid: BeyondGrid, methods, families, strengths) -> BeyondGrid:
-
     changes = {}
     for name, value, accepted in (("methods", methods, METHODS[1:]), ("families", families, tuple(FAMILIES)[1:])):
         if value is not None:

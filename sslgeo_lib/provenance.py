@@ -26,7 +26,6 @@ def cpu_name() -> str:
 
 
 def package_version(pkg: str) -> str | None:
-
     try:
         return version(pkg)
     except PackageNotFoundError:
@@ -60,7 +59,6 @@ def environment() -> dict:
 def provenance(device: torch.device, dtype, channels_last: bool, threads: int, dataset: str = "cifar10") -> dict:
     """A JSON-able record of the code (git state and the training code's hash), packages, device, numeric settings
     and data (its absolute source path and content fingerprint) a run was made with."""
-
 
     return {**environment(), "code": code_hash(), "device": str(device), "device_name": device_name(device),
             "precision": "bf16" if dtype else "fp32",

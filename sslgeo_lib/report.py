@@ -122,14 +122,15 @@ def glue_value(key: str, value, fmt: str = "{:.3f}") -> None:
     _glue(key, fmt.format(value))
 
 
-def read_glue(notebook_path) -> dict[str, str]:
-    """The glued values of an executed notebook (e.g. a papermill output), as their plain-text forms. A notebook
-    whose code cells hold no outputs at all (never executed, or a copy saved without them, as a book build's
-    `_build/.../executed` copies are) is a ValueError, not an empty result."""
-
-
+def read_glue(notebook) -> dict[str, str]:
+    """The glued values of an executed notebook (a path, e.g. a papermill output, or a notebook node, e.g. from
+    the book's jupyter-cache), as their plain-text forms. A notebook whose code cells hold no outputs at all (never
+    executed, or a copy saved without them, as a book build's `_build/.../executed` copies are) is a ValueError,
+    not an empty result."""
     out = {}
-    cells = nbformat.read(notebook_path, as_version=4).cells
+    node = notebook if isinstance(notebook, nbformat.NotebookNode) else nbformat.read(notebook, as_version=4)
+    cells = node.cells
+    notebook_path = notebook if not isinstance(notebook, nbformat.NotebookNode) else "the notebook"
     if not any(c.get("outputs") for c in cells if c.cell_type == "code"):
         raise ValueError(f"{notebook_path} holds no outputs (not executed, or saved without them), so it has no glued "
                          f"values; read a notebook executed by papermill (papermill IN.ipynb OUT.ipynb -p ...), or the "
@@ -173,7 +174,6 @@ def benchmark_rows(stage: str, path=None):
     over seeds per recipe and strength: seeds, kNN of h, its untrained encoder's, the gain, the linear probe,
     images/s and minutes per run. path: the rows file (default results/recipe/rows.jsonl of the repository); an
     empty table when it does not exist (an installed package without the repository's results)."""
-
 
     default = Path(__file__).resolve().parent.parent / "results" / "recipe" / "rows.jsonl"
     path = Path(path) if path is not None else default

@@ -102,7 +102,6 @@ class Run:
     def model(self, device="cpu"):
         """The trained SSLModel (or the snapshot of `epoch`) in eval mode (the global RNG state is not touched)."""
 
-
         name = "weights.safetensors" if self.epoch is None else snapshot_name(self.epoch)
         model = new_model(self.config)
         model.load_state_dict(load_file(self.path / name, device=str(device)))
@@ -282,7 +281,6 @@ def start_entry(path: Path, cfg: RunConfig) -> None:
 def write_entry(path: Path, cfg: RunConfig, model, metrics: dict, provenance: dict) -> Run:
     """Persist a trained model as a complete entry (MANIFEST last, covering the snapshots training left in
     `path`); drop its checkpoint."""
-
 
     (path / "MANIFEST.json").unlink(missing_ok=True)
     write_json(path / "config.json", cfg.to_dict())

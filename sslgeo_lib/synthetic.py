@@ -402,7 +402,6 @@ def theory_verdicts(linear: "pd.DataFrame", toy: "pd.DataFrame") -> dict:
     Keys: primary, data_only, no_collapse, toy_rho, toy_locality, toy_alpha; values `stats.ClaimResult`, whose
     intervals are over toy seeds and say so (TOY_COVERS)."""
 
-
     fit = fit_improvement(linear)
     toy = toy.assign(log_rho_data=np.log(toy["rho_data"]), alpha_excess=toy["alpha_exact"] - toy["alpha_random"])
     results = {
@@ -431,8 +430,6 @@ def theory_tables(t) -> tuple["pd.DataFrame", "pd.DataFrame"]:
     """C7's (linear, toy) tables for TheorySettings `t`: computed once per settings, code (this module, the
     losses it trains with, the geometry it measures with) and torch version, then read from
     $SSLGEO_CACHE/theory/ as JSON (the C7 page and the summary page share one computation)."""
-
-
 
     def compute():
         linear = linear_theory_table(LinearProblem.default(t.n_dims), t.strengths, t.seeds, steps=t.steps)

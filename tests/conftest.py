@@ -89,6 +89,22 @@ def html(cifar, book_config, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def book_glue(html, book_config):
+    """Every page's glued values from that one smoke build (read from its jupyter-cache, so no notebook runs
+    again): {notebook file name: {key: value}}."""
+    from jupyter_cache import get_cache
+
+    from sslgeo_lib.report import read_glue
+
+    cache = get_cache(str(book_config.parent / "jupyter_cache"))
+    out = {}
+    for notebook in sorted((ROOT / "book").glob("*.ipynb")):
+        record = cache.match_cache_file(str(notebook))
+        out[notebook.name] = read_glue(cache.get_cache_bundle(record.pk).nb)
+    return out
+
+
+@pytest.fixture(scope="session")
 def core_html(html, book_config, tmp_path_factory):
     return _build_book(tmp_path_factory.mktemp("core"), book_config, "--toc", str(ROOT / "_toc_core.yml"))
 

@@ -165,7 +165,8 @@ def test_a_killed_worker_is_retried_and_resumes_to_the_same_weights(cluster, tmp
         driver.kill()
         raise
     (outcome,), err = _outcomes(driver)
-    assert f"run {run.name} s=0.5 seed=0 depth=2 width=16 failed on attempt 1" in err and "retrying from its checkpoint" in err
+    assert f"run {run.name} s=0.5 seed=0 depth=2 width=16 failed on attempt 1" in err
+    assert "retrying from its checkpoint" in err
     assert outcome["attempts"] == 2 and outcome["action"] == "resumed"
     assert 1 <= outcome["from_epoch"] < cfg.epochs
     local = _local(cfg, tmp_path / "local", monkeypatch)
@@ -222,7 +223,8 @@ with ray_connection() as temp_dir:
     seen = dict(temp_dir=temp_dir, nodes=[n["NodeManagerAddress"] for n in ray.nodes()],
                 mode=os.environ.get("RAY_AUTH_MODE"))
     (out,) = train_on_ray([RunConfig(**json.loads(sys.argv[1]))], progress=False).values()
-print("LOCAL " + json.dumps(dict(seen, action=out.action, env_restored=before == {k: os.environ.get(k) for k in watched})))
+restored = before == {k: os.environ.get(k) for k in watched}
+print("LOCAL " + json.dumps(dict(seen, action=out.action, env_restored=restored)))
 """
 
 
