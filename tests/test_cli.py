@@ -60,3 +60,34 @@ def test_params_lists_a_notebooks_parameters():
     out = subprocess.run([sys.executable, "-m", "sslgeo_lib.cli", "params", str(ROOT / "book" / "c2_invariance.ipynb")],
                          capture_output=True, text=True, check=True).stdout
     assert "strengths: list = None  # training strengths" in out and "preset: str" in out
+
+
+def test_check_names_each_missing_prerequisite_before_anything_trains(cifar, isolated_store, monkeypatch, tmp_path,
+                                                                       capsys):
+    """`sslgeo check` (what `make book` runs first): ready on a machine with MathJax, the data and room; each
+    missing prerequisite (npm without MathJax, disk, data) is named with what to do, and nothing is trained."""
+    from collections import namedtuple
+
+    from sslgeo_lib import cli
+    from sslgeo_lib.presets import make_preset
+
+    smoke = make_preset("smoke")
+    mathjax = tmp_path / "tex-svg-full.js"
+    mathjax.write_text("// stand-in")
+    monkeypatch.setattr(cli, "MATHJAX", mathjax)
+    assert cli.prerequisites(smoke) == []
+    main(["check", "--preset", "smoke"])
+    assert "ready to build preset smoke" in capsys.readouterr().out
+    monkeypatch.setattr(cli, "MATHJAX", tmp_path / "absent.js")
+    monkeypatch.setattr(cli.shutil, "which", lambda name: None)
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(cli.shutil, "disk_usage", lambda path: Usage(10**9, 10**9, 10**6))
+    problems = cli.prerequisites(smoke)
+    assert len(problems) == 2 and problems[0].startswith("npm is not on PATH")
+    assert "GB free" in problems[1] and f"{len(smoke.all_configs())} run(s) to train" in problems[1]
+    with pytest.raises(SystemExit, match="cannot build the book yet:\n- npm is not on PATH"):
+        main(["check", "--preset", "smoke"])
+    monkeypatch.setenv("SSLGEO_DATA", str(tmp_path / "no-such-data"))
+    monkeypatch.setenv("SSLGEO_CACHE", str(tmp_path / "cache"))
+    assert any(p.startswith("the data: ") for p in cli.prerequisites(smoke))
+    assert not isolated_store.exists() or not any(isolated_store.iterdir())  # nothing was trained or written
