@@ -1,7 +1,8 @@
 # make book    create .venv if missing, install the pinned environment, train the preset's sweep, build the book
 # make core    the same for the core chapters only (methods, C1-C5, C7: the main sweep's runs, _toc_core.yml)
-# make test    the fast tier: unit, known-answer and drill tests (no book build, notebooks, Ray cluster, GPU check)
-# make test-all  every test, the slowest 15 listed (what .ci/run calls; it includes actionlint over .github/workflows)
+# make test    the fast tier: ruff, then unit, known-answer and drill tests (no book build, notebooks, Ray cluster,
+#              GPU check, browser); the slowest 15 listed
+# make test-all  ruff and every test, the slowest 15 listed (what .ci/run calls; it includes actionlint)
 # make lint-workflows  actionlint over .github/workflows
 # PRESET=auto|smoke|cpu|gpu-lite|gpu (default auto: $SSLGEO_PRESET, else gpu with CUDA, else cpu)
 PYTHON ?= python3
@@ -12,7 +13,7 @@ ifneq ($(PRESET),auto)
 export SSLGEO_PRESET := $(PRESET)
 endif
 
-.PHONY: book core check check-core train train-core test test-all lint env clean static tools lint-workflows
+.PHONY: book core check-book check-core-book train train-core test test-all lint env clean static tools lint-workflows
 
 # MathJax, served from the book itself (no page loads anything from another host): npm's mathjax package, checked;
 # the version stamp makes a new version replace the old file
@@ -59,32 +60,35 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
 	touch $@
 
-# everything the build needs (npm or MathJax, data, disk, a GPU for a GPU preset), checked before any training
-check: env
+# what training needs (data, disk, a GPU for a GPU preset) and, for a book, npm or MathJax: checked before anything
+# trains; a book fetches MathJax (static) before training too, so nothing fails hours in
+check-book: env
+	$(BIN)/sslgeo check --preset $(PRESET) --book
+
+check-core-book: env
+	$(BIN)/sslgeo check --preset $(PRESET) --main-only --book
+
+train: env
 	$(BIN)/sslgeo check --preset $(PRESET)
-
-check-core: env
-	$(BIN)/sslgeo check --preset $(PRESET) --main-only
-
-train: check
 	$(BIN)/sslgeo train --preset $(PRESET)
 
-book: train static
+book: check-book static train
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-train-core: check-core
+train-core: env
+	$(BIN)/sslgeo check --preset $(PRESET) --main-only
 	$(BIN)/sslgeo train --preset $(PRESET) --main-only
 
-core: train-core static
+core: check-core-book static train-core
 	$(BIN)/jupyter-book build . -W -n --keep-going --toc _toc_core.yml
 
 lint: env
 	$(BIN)/ruff check .
 
-test: lint
+test: lint static tools
 	$(BIN)/python -m pytest -m "not slow" --durations=15 $(PYTEST_ARGS)
 
-test-all: env static tools
+test-all: lint static tools
 	$(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
 
 clean:

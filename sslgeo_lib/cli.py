@@ -19,7 +19,8 @@ from sslgeo_lib.sweep import GPU_PRESETS, check_preset, sweep
 
 
 def _train(args) -> None:
-    resolve_jobs(args.jobs)  # a bad number fails before anything is checked or trained
+    if resolve_executor(args.executor) == "local":
+        resolve_jobs(args.jobs)  # a bad number fails before anything is checked or trained
     if args.address and resolve_executor(args.executor) != "ray":
         raise ValueError("--address names a Ray cluster: use it with --executor ray (or SSLGEO_EXECUTOR=ray)")
     p = make_preset(args.preset, strengths=args.strengths, seeds=args.seeds, epochs=args.epochs,
@@ -84,12 +85,13 @@ MATHJAX = ROOT / "_vendor" / "mathjax" / "tex-svg-full.js"  # `make static` fetc
 CACHE_BYTES = 40 * 2**20  # a run's cached features and measures, at most (cpu preset: about 12 MB)
 
 
-def prerequisites(p: Preset, main_only: bool = False) -> list[str]:
-    """What building preset `p`'s book needs and this machine lacks, each with what to do; empty when all is
-    there: npm (to fetch MathJax, unless `_vendor/` holds it), the data, room in the run store and the cache for
-    the runs still to train, and a GPU for a GPU preset (unless allowed on the CPU)."""
+def prerequisites(p: Preset, main_only: bool = False, book: bool = False) -> list[str]:
+    """What training preset `p`'s runs (and with `book`, building its book) needs and this machine lacks, each
+    with what to do; empty when all is there: the data, room in the run store and the cache for the runs still to
+    train, a GPU for a GPU preset whose runs train here (as `sweep` checks it), and for the book npm (to fetch
+    MathJax, unless `_vendor/` holds it)."""
     problems = []
-    if not MATHJAX.is_file() and shutil.which("npm") is None:
+    if book and not MATHJAX.is_file() and shutil.which("npm") is None:
         problems.append("npm is not on PATH: the book serves MathJax from _vendor/, which `make static` fetches with "
                         "npm (install Node.js, e.g. apt-get install npm, or copy _vendor/ from a machine that has it)")
     try:
@@ -99,7 +101,7 @@ def prerequisites(p: Preset, main_only: bool = False) -> list[str]:
     configs = p.configs() if main_only else p.all_configs()
     missing = [cfg for cfg in configs if find_entry(cfg) is None]
     try:
-        check_preset(p, None)
+        check_preset(p, None if missing and resolve_executor() == "local" else True)
     except ValueError as exc:
         problems.append(str(exc))
     if missing:
@@ -115,12 +117,12 @@ def prerequisites(p: Preset, main_only: bool = False) -> list[str]:
 
 def _check(args) -> None:
     p = make_preset(args.preset)
-    problems = prerequisites(p, args.main_only)
+    problems = prerequisites(p, args.main_only, args.book)
     if problems:
         raise SystemExit("sslgeo check: this machine cannot build the book yet:\n"
                          + "\n".join(f"- {x}" for x in problems))
-    print(f"sslgeo check: ready to build preset {p.name} (npm or MathJax, data, disk"
-          + (", device" if p.name in GPU_PRESETS else "") + ")")
+    print(f"sslgeo check: ready to {'build the book of' if args.book else 'train'} preset {p.name} (data, disk"
+          + (", device" if p.name in GPU_PRESETS else "") + (", npm or MathJax" if args.book else "") + ")")
 
 
 def _params(args) -> None:
@@ -162,10 +164,12 @@ def main(argv=None) -> None:
     v.add_argument("--out", help="write the JSON to this file (default: standard output)")
     v.add_argument("--main-only", action="store_true", help="leave out C6 even where its runs are stored")
     v.set_defaults(func=_verdicts)
-    k = sub.add_parser("check", help="check what building a preset's book needs (npm or MathJax, the data, disk, "
-                                     "a GPU for a GPU preset) before anything trains; exit status 1 with what lacks")
+    k = sub.add_parser("check", help="check what training a preset's runs needs (the data, disk, a GPU for a GPU "
+                                     "preset) and, with --book, building its book (npm or MathJax), before anything "
+                                     "trains; exit status 1 with what lacks")
     k.add_argument("--preset", default="auto", help=f"auto | {' | '.join(PRESETS)} (default: auto)")
     k.add_argument("--main-only", action="store_true", help="the core edition's runs only")
+    k.add_argument("--book", action="store_true", help="also what building the book needs (npm or MathJax)")
     k.set_defaults(func=_check)
     sub.add_parser("list", help="list the stored runs and their status").set_defaults(func=_list)
     c = sub.add_parser("clean", help="remove what is provably garbage: partial and corrupt runs of this code and "

@@ -23,7 +23,7 @@ import socket
 import sys
 import tempfile
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,7 @@ from sslgeo_lib.data import cache_dir, fingerprint
 from sslgeo_lib.fileio import env_path
 from sslgeo_lib.runs import load_or_train, load_or_train_outcome
 from sslgeo_lib.store import LOCKS, Run, StoreError, code_hash, entry_path, find_entry, read_entry, runs_dir
-from sslgeo_lib.training.loop import TRAINING_THREADS
+from sslgeo_lib.training.loop import TRAINING_THREADS, default_device
 
 EXECUTORS = ("local", "ray")
 TASK_NAME = "sslgeo_train"  # a Ray worker running a run is titled "ray::sslgeo_train"
@@ -62,12 +62,12 @@ def available_cores() -> int:
 
 
 def resolve_jobs(jobs: int | str | None = None) -> int:
-    """How many runs the local executor trains at once: `jobs`, else $SSLGEO_JOBS, else the cores this process
-    may use divided by the threads of one run (`TRAINING_THREADS`), at least 1. Anything but a whole number
-    >= 1 is an error that says what is accepted."""
+    """How many runs the local executor trains at once: `jobs`, else $SSLGEO_JOBS, else (on the CPU) the cores
+    this process may use divided by the threads of one run (`TRAINING_THREADS`), at least 1, and 1 with a GPU.
+    Anything but a whole number >= 1 is an error that says what is accepted."""
     value = jobs if jobs is not None else os.environ.get("SSLGEO_JOBS", "").strip() or None
-    if value is None:
-        return max(1, available_cores() // TRAINING_THREADS)
+    if value is None:  # on a GPU one run at a time: the runs would share it
+        return 1 if default_device().type != "cpu" else max(1, available_cores() // TRAINING_THREADS)
     source = "jobs" if jobs is not None else "SSLGEO_JOBS"
     try:
         n = int(value)
@@ -104,34 +104,53 @@ def _train_in_worker(config: dict) -> tuple[str, str, int, float]:
 def train_locally(configs: list[RunConfig], progress: bool = True, jobs: int | None = None) -> dict[RunConfig, Run]:
     """Load or train every run of `configs` on this machine, up to `resolve_jobs(jobs)` at once. One at a time,
     they train in this process with a progress bar each; more, each trains in its own process (started afresh,
-    `TRAINING_THREADS` threads: the same weights as alone), under a bar that counts runs, a line per finished run.
-    The store's per-run lock keeps two processes from training one run. A failed run stops the others (they
-    resume from their checkpoints next time) and its error is raised."""
+    `TRAINING_THREADS` threads: the same weights as alone), under a bar that counts runs, with a line per finished
+    run. The store's per-run lock keeps two processes from training one run. A run that fails, or an interrupt,
+    stops every other run at once (each resumes from its last checkpoint next time) and the error is raised, with
+    a note that names the run."""
     configs = list(dict.fromkeys(configs))
+    if not configs:
+        return {}
     n = min(resolve_jobs(jobs), len(configs))
     if n <= 1:
         return {c: load_or_train(c, progress=progress) for c in configs}
     out: dict[RunConfig, Run] = {}
     say = lambda line: tqdm.write(line, file=sys.stderr)  # noqa: E731 - above the bar; also when it is off
-    with tqdm(total=len(configs), unit="run", desc=f"local: {len(configs)} runs, {n} at once", disable=not progress,
-              dynamic_ncols=True) as bar, \
-            ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_train_in_worker, c.to_dict()): c for c in configs}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for fut in done:
-                cfg = futures[fut]
-                if fut.exception() is not None:
-                    for other in pending:
-                        other.cancel()
-                    raise fut.exception()
-                path, action, from_epoch, seconds = fut.result()
-                out[cfg] = read_entry(Path(path), cfg)
-                resumed = f" from epoch {from_epoch}" if action == "resumed" else ""
-                say(f"run {Path(path).name} {_label(cfg)}: {action}{resumed} in {seconds / 60:.1f} min")
-                bar.update()
+    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        with tqdm(total=len(configs), unit="run", desc=f"local: {len(configs)} runs, {n} at once",
+                  disable=not progress, dynamic_ncols=True) as bar:
+            futures = {pool.submit(_train_in_worker, c.to_dict()): c for c in configs}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in sorted(done, key=lambda f: configs.index(futures[f])):
+                    cfg, exc = futures[fut], fut.exception()
+                    if exc is not None:
+                        exc.add_note(f"in run {_label(cfg)}, trained in a worker process; the runs beside it were "
+                                     f"stopped and resume from their last checkpoints")
+                        raise exc
+                    path, action, from_epoch, seconds = fut.result()
+                    out[cfg] = read_entry(Path(path), cfg)
+                    resumed = f" from epoch {from_epoch}" if action == "resumed" else ""
+                    say(f"run {Path(path).name} {_label(cfg)}: {action}{resumed} in {seconds / 60:.1f} min")
+                    bar.update()
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown()
     return {c: out[c] for c in configs}
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued runs and end the running ones now (each resumes from its last checkpoint). The pool's
+    processes are reached through its private table: Python 3.11 has no public way to end a busy worker."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=30)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,10 @@ from sslgeo_lib.synthetic import theory_tables, theory_verdicts
 RUNS = ("main", "shapes", "objectives", "families", "toy", "none")
 
 
+class RunsMissing(Exception):
+    """`readings(..., train=False)` of a page whose runs are not all stored."""
+
+
 @dataclass(frozen=True)
 class Page:
     key: str                 # the claim ("C1", "B1", ...) or the page's name ("methods", "summary")
@@ -108,7 +112,7 @@ def readings(key: str, p: Preset | None = None, gated: bool = True, theory: Theo
              train: bool = True) -> Readings:
     """Page `key`'s readings on preset `p` (C7: on `theory`, else `p`'s theory settings), exactly as its page
     computes them; `gated=False` drops the learned gate (what g0 alone decides). With `train=False` a page
-    whose runs are not all stored raises LookupError instead of training them."""
+    whose runs are not all stored raises RunsMissing instead of training them."""
     pg = page(key)
     if pg.runs == "toy":
         t = theory if theory is not None else theory_settings(p.name)
@@ -121,7 +125,7 @@ def readings(key: str, p: Preset | None = None, gated: bool = True, theory: Theo
                "families": lambda: p.reference_configs() + p.family_configs()}[pg.runs]()
     if not train:
         if any(find_entry(c) is None for c in configs):
-            raise LookupError(f"page {key}'s runs are not all stored")
+            raise RunsMissing(f"page {key}'s runs are not all stored")
     runs = sweep(p, configs=configs)
     if pg.group is None:
         gate = (shape_gate(runs) if pg.runs == "shapes" else gate_of(runs)) if gated else None

@@ -111,7 +111,7 @@ class Preset:
 CPU_RECIPE = dict(n_train=0, epochs=7, batch_size=128, temperature=0.2)
 
 PRESETS = {
-    # The whole book in minutes, for tests and CI: verdicts come out "inconclusive" (one seed).
+    # The whole book in minutes, for tests and CI: one seed, so verdicts come out "not tested" or "inconclusive".
     "smoke": Preset("smoke", RunConfig(n_train=1000, encoder_width=8, projector_width=128, projector_out=32,
                                        epochs=4, batch_size=128, monitor_every=1),
                     strengths=(0.0, 1.0), seeds=(0,),

@@ -8,7 +8,7 @@ import time
 
 import pandas as pd
 
-from sslgeo_lib.pages import CLAIMS, CORE_CLAIMS, PAGES, readings
+from sslgeo_lib.pages import CLAIMS, CORE_CLAIMS, PAGES, RunsMissing, readings
 from sslgeo_lib.presets import Preset
 from sslgeo_lib.provenance import device_name, environment
 from sslgeo_lib.stats import ClaimResult
@@ -30,7 +30,7 @@ def primary_results(p: Preset, shapes: bool = True) -> dict[str, ClaimResult]:
                 continue
             try:
                 out[key] = readings(key, p, train=False).verdicts["primary"]
-            except LookupError:
+            except RunsMissing:
                 continue
         else:
             out[key] = readings(key, p).verdicts["primary"]

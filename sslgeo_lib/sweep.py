@@ -6,13 +6,12 @@ import os
 
 import pandas as pd
 
-from sslgeo_lib import monitor  # by module: tests set its protocol's sizes
+from sslgeo_lib import monitor, probes  # by module: tests set the protocol's sizes and spy on the probe
 from sslgeo_lib.config import RunConfig
 from sslgeo_lib.data import load_dataset
 from sslgeo_lib.embed import encode, split_indices
 from sslgeo_lib.executor import resolve_executor, train_runs
 from sslgeo_lib.presets import Preset
-from sslgeo_lib.probes import linear_probe
 from sslgeo_lib.runs import check_fits
 from sslgeo_lib.stats import learned_gate
 from sslgeo_lib.store import Run, check_store, find_entry
@@ -122,7 +121,7 @@ def untrained_baseline(preset: Preset) -> pd.DataFrame:
         h_train = encode(encoder, data.x_train[train], device)
         h_test = encode(encoder, data.x_test[test], device)
         rows.append({"seed": seed, "knn": monitor.knn_of_h(encoder, cfg.dataset, device),
-                     "linear": linear_probe(h_train, data.y_train[train], h_test, data.y_test[test],
+                     "linear": probes.linear_probe(h_train, data.y_train[train], h_test, data.y_test[test],
                                             ev.probe_c_grid, ev.probe_val_fraction, seed)["accuracy"]})
     return pd.DataFrame(rows)
 

@@ -75,18 +75,19 @@ def test_check_names_each_missing_prerequisite_before_anything_trains(cifar, iso
     mathjax = tmp_path / "tex-svg-full.js"
     mathjax.write_text("// stand-in")
     monkeypatch.setattr(cli, "MATHJAX", mathjax)
-    assert cli.prerequisites(smoke) == []
-    main(["check", "--preset", "smoke"])
-    assert "ready to build preset smoke" in capsys.readouterr().out
+    assert cli.prerequisites(smoke, book=True) == []
+    main(["check", "--preset", "smoke", "--book"])
+    assert "ready to build the book of preset smoke (data, disk, npm or MathJax)" in capsys.readouterr().out
     monkeypatch.setattr(cli, "MATHJAX", tmp_path / "absent.js")
     monkeypatch.setattr(cli.shutil, "which", lambda name: None)
     Usage = namedtuple("Usage", "total used free")
     monkeypatch.setattr(cli.shutil, "disk_usage", lambda path: Usage(10**9, 10**9, 10**6))
-    problems = cli.prerequisites(smoke)
+    assert len(cli.prerequisites(smoke)) == 1  # training alone needs no npm
+    problems = cli.prerequisites(smoke, book=True)
     assert len(problems) == 2 and problems[0].startswith("npm is not on PATH")
     assert "GB free" in problems[1] and f"{len(smoke.all_configs())} run(s) to train" in problems[1]
     with pytest.raises(SystemExit, match="cannot build the book yet:\n- npm is not on PATH"):
-        main(["check", "--preset", "smoke"])
+        main(["check", "--preset", "smoke", "--book"])
     monkeypatch.setenv("SSLGEO_DATA", str(tmp_path / "no-such-data"))
     monkeypatch.setenv("SSLGEO_CACHE", str(tmp_path / "cache"))
     assert any(p.startswith("the data: ") for p in cli.prerequisites(smoke))

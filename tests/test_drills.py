@@ -619,7 +619,7 @@ def test_a_gpu_preset_without_a_gpu_is_refused_unless_allowed(area, monkeypatch,
 
 def test_ctrl_c_during_training_prints_one_line_and_the_run_resumes(cifar, isolated_store):
     """SIGINT while `sslgeo train` trains: one line that says the run resumes, no traceback, exit 130."""
-    env = {**os.environ, "SSLGEO_PRESET": "smoke"}
+    env = {**os.environ, "SSLGEO_PRESET": "smoke", "SSLGEO_JOBS": "1"}  # one run at a time (two: the next test)
     # SIGINT as a terminal delivers it: a job started in the background (as CI is) inherits SIGINT ignored, and
     # Python then leaves it ignored
     proc = subprocess.Popen([sys.executable, "-m", "sslgeo_lib.cli", "train", "--preset", "smoke", "--main-only",
@@ -638,6 +638,36 @@ def test_ctrl_c_during_training_prints_one_line_and_the_run_resumes(cifar, isola
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert "sslgeo: interrupted. A run stopped mid-training resumes from its last checkpoint" in err
     assert [r["state"] for r in list_runs()] == ["resumable"]
+
+
+def test_ctrl_c_stops_runs_training_side_by_side_and_each_resumes(cifar, isolated_store):
+    """Ctrl-C at a terminal (SIGINT to the whole process group) while two runs train in two worker processes: the
+    command exits 130 with its one line, no worker outlives it, and both runs are left resumable."""
+    env = {**os.environ, "SSLGEO_PRESET": "smoke", "SSLGEO_JOBS": "2"}
+
+    def own_group():
+        os.setpgrp()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen([sys.executable, "-m", "sslgeo_lib.cli", "train", "--preset", "smoke", "--main-only",
+                             "--quiet", "--epochs", "50"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=own_group)
+    try:
+        deadline = time.monotonic() + 180
+        while len(list(runs_dir().glob("*/checkpoint.pt"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+            survivors = True
+        except ProcessLookupError:
+            survivors = False
+    assert proc.returncode == 130 and "sslgeo: interrupted" in err, err
+    assert not survivors, "a worker outlived the interrupted command"
+    assert [r["state"] for r in list_runs()] == ["resumable", "resumable"]
 
 
 def test_read_glue_refuses_a_notebook_without_outputs(tmp_path):

@@ -50,12 +50,14 @@ def test_two_workers_give_the_same_weights_as_one(cifar, tmp_path, monkeypatch):
     for a, b in zip(_weights(alone), _weights(together)):
         assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
     assert alone[0].metrics["loss"] == together[0].metrics["loss"]
-    # stored now: train_runs loads them without training
+    # stored now: train_runs loads them here, starting no worker and training nothing
     monkeypatch.setattr("sslgeo_lib.training.loop.train", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(executor, "ProcessPoolExecutor", lambda *a, **k: pytest.fail("started workers"))
     assert [r.id for r in train_runs(configs, "local", progress=False, jobs=2).values()] == [r.id for r in alone]
 
 
 def test_a_failing_run_in_a_worker_raises_its_error(cifar, isolated_store):
     bad = TINY.replace(n_train=60_000)  # more images than CIFAR-10 has: refused in the worker, before training
-    with pytest.raises(ValueError, match="larger than the 50,000 training images"):
+    with pytest.raises(ValueError, match="larger than the 50,000 training images") as info:
         train_locally([TINY.replace(seed=3), bad], progress=False, jobs=2)
+    assert any("in run s=0.5 seed=0" in note and "stopped" in note for note in info.value.__notes__)

@@ -157,7 +157,7 @@ def test_the_summary_equals_the_pages(executed):
     both compute through `pages.readings`."""
     summary = executed("summary.ipynb")
     shown = summary["summary_claims"].split(", ")
-    assert shown and set(shown) <= set(PAGES)
+    assert {"C1", "C2", "C3", "C4", "C5", "C7"} <= set(shown) <= set(PAGES)
     for claim in shown:
         glued = executed(PAGES[claim].file)
         prefix = PAGES[claim].prefix
