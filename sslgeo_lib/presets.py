@@ -145,12 +145,13 @@ NULL_EVAL = EvalSettings(n_test=500, n_views=4, n_anchor=50, n_id=500, tangent_k
                          n_probe_test=2000)
 
 
-def null_preset(p: Preset, n_train: int = 5000, batch_size: int | None = None) -> Preset:
+def null_preset(p: Preset, n_train: int = 5000, batch_size: int | None = None,
+                methods: tuple[str, ...] | None = None) -> Preset:
     """An untrained sweep of `p`'s architecture (encoder, widths, projector; D and m as in `p`): learning rate
     NULL_LR for one epoch of `n_train` images (enough steps for BatchNorm's running statistics to follow the data),
     s = 0 and p's strongest s, NULL_SEEDS, evaluated at NULL_EVAL's sizes; C6's grid at depths 0 and 2 and B1's
-    objectives at the strongest s. Nothing in it learned: a claim it supports is the architecture's, not
-    learning's."""
+    objectives (`methods`, default p's) at the strongest s. Nothing in it learned: a claim it supports is the
+    architecture's, not learning's."""
     top = max(p.strengths)
     base = p.base.replace(lr=NULL_LR, epochs=1, warmup_epochs=0, n_train=n_train,
                           batch_size=batch_size or p.base.batch_size, monitor_every=0)
@@ -158,7 +159,7 @@ def null_preset(p: Preset, n_train: int = 5000, batch_size: int | None = None) -
         p, name=f"{p.name} (untrained)", base=base, strengths=(0.0, top), seeds=NULL_SEEDS, eval=NULL_EVAL,
         shapes=ShapeGrid(shapes=((0, base.projector_width), (2, base.projector_width)), strong=top, weak=top,
                          weak_depths=()),
-        beyond=BeyondGrid(methods=p.beyond.methods, families=(), strengths=(top,), lr=()), grid_seed_count=0)
+        beyond=BeyondGrid(methods=methods or p.beyond.methods, families=(), strengths=(top,), lr=()), grid_seed_count=0)
 
 
 SWEEP_PARAMETERS = ("strengths", "seeds", "allow_large_sweep", "shapes", "shape_strong", "shape_weak",

@@ -15,7 +15,7 @@ def readings(cifar, tmp_path_factory):
     mp.setenv("SSLGEO_RUNS", str(tmp_path_factory.mktemp("null-runs")))
     mp.setattr(monitor, "PROTOCOL_BANK", 2000)  # the learned gate's kNN protocol, smaller for the suite
     mp.setattr(monitor, "PROTOCOL_QUERIES", 500)
-    p = null_preset(PRESETS["cpu"], n_train=1000, batch_size=32)
+    p = null_preset(PRESETS["cpu"], n_train=1000, batch_size=32, methods=("byol",))  # B1's code with one objective
     assert p.base.encoder_width * 8 == 256 and p.base.projector_out == 128 and len(p.seeds) == 3
     try:
         yield readings_frame(every_reading(p, gated=False)), readings_frame(every_reading(p, gated=True))
