@@ -109,10 +109,11 @@ class Readings:
 
 
 def readings(key: str, p: Preset | None = None, gated: bool = True, theory: TheorySettings | None = None,
-             train: bool = True) -> Readings:
+             train: bool = True, runs: list | None = None) -> Readings:
     """Page `key`'s readings on preset `p` (C7: on `theory`, else `p`'s theory settings), exactly as its page
     computes them; `gated=False` drops the learned gate (what g0 alone decides). With `train=False` a page
-    whose runs are not all stored raises RunsMissing instead of training them."""
+    whose runs are not all stored raises RunsMissing instead of training them. `runs`: the page's runs, when the
+    caller has them already (pages reading the same sweep share one load)."""
     pg = page(key)
     if pg.runs == "toy":
         t = theory if theory is not None else theory_settings(p.name)
@@ -126,7 +127,7 @@ def readings(key: str, p: Preset | None = None, gated: bool = True, theory: Theo
     if not train:
         if any(find_entry(c) is None for c in configs):
             raise RunsMissing(f"page {key}'s runs are not all stored")
-    runs = sweep(p, configs=configs)
+    runs = sweep(p, configs=configs) if runs is None else runs
     if pg.group is None:
         gate = (shape_gate(runs) if pg.runs == "shapes" else gate_of(runs)) if gated else None
         table = pg.measure(runs, p.eval)

@@ -13,6 +13,7 @@ from sslgeo_lib.presets import Preset
 from sslgeo_lib.provenance import device_name, environment
 from sslgeo_lib.stats import ClaimResult
 from sslgeo_lib.store import load_run
+from sslgeo_lib.sweep import sweep
 from sslgeo_lib.training.loop import default_device
 
 PAPER = tuple(k for k in CLAIMS if k.startswith("C"))  # the paper's claims C1-C7 (B1-B4 go beyond it)
@@ -23,7 +24,7 @@ def primary_results(p: Preset, shapes: bool = True) -> dict[str, ClaimResult]:
     """Each of the paper's claims' primary reading, computed by its page's own computation (`pages.readings`,
     learned gate included): C1-C5 from the preset's sweep (trained where missing), C7 from the preset's theory
     settings, and C6 when `shapes` and its runs are all stored (C6 never trains here)."""
-    out = {}
+    out, main = {}, sweep(p)  # the main sweep, loaded once for every page that reads it
     for key in PAPER:
         if PAGES[key].runs == "shapes":
             if not shapes:
@@ -33,7 +34,7 @@ def primary_results(p: Preset, shapes: bool = True) -> dict[str, ClaimResult]:
             except RunsMissing:
                 continue
         else:
-            out[key] = readings(key, p).verdicts["primary"]
+            out[key] = readings(key, p, runs=main if PAGES[key].runs == "main" else None).verdicts["primary"]
     return {c: out[c] for c in sorted(out)}
 
 
@@ -68,9 +69,9 @@ def every_reading(p: Preset, gated: bool = True) -> dict[str, dict[str, ClaimRes
     """Every reading of C1-C6 and B1 on preset `p`'s runs (trained where missing), each computed by its page's
     own computation (`pages.readings`): {"C1": {reading: ClaimResult}, ..., "B1": {claim: across the
     objectives}}; with `gated`, the learned gate of each sweep applies, else none does (what g0 alone decides)."""
-    out = {}
+    out, main = {}, sweep(p)  # the main sweep, loaded once for every page that reads it
     for key in NULL_CLAIMS:
-        verdicts = readings(key, p, gated=gated).verdicts
+        verdicts = readings(key, p, gated=gated, runs=main if PAGES[key].runs == "main" else None).verdicts
         out[key] = {k: v for k, v in verdicts.items() if k in DECIDING[key] or PAGES[key].group is None}
     return out
 
