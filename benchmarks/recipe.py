@@ -17,10 +17,9 @@ wider or deeper encoder spends more arithmetic on them: compare its minutes). A 
 row with kNN NaN, marked diverged, and the benchmark goes on.
 Final: the chosen recipe (`CHOSEN`) at s = 0.5 and s = 1, and its curve, kNN against training minutes (separate
 runs at several budgets, each with its whole schedule), printed and drawn to OUT/recipe_curve.png.
-Objectives: B1's objectives (VICReg, Barlow Twins, BYOL) on the chosen recipe at s = 1, each at the base learning
-rates of `OBJECTIVE_STEPS` (the first is the one B1 uses, `presets.BeyondGrid.lr`; the others are its alternatives,
-on the first seed only): an objective's step is set by its learning rate, since its loss's constant factor scales
-its gradient.
+Objectives: B1's objectives (VICReg, Barlow Twins, BYOL) on the chosen recipe at s = 1, each with the recipe B1
+uses (`presets.BeyondGrid.recipes`) on every seed, and the alternatives of `OBJECTIVE_ALTERNATIVES` on the first
+seed: an objective's step is set by its learning rate, since its loss's constant factor scales its gradient.
 Rows are appended to OUT/rows.jsonl as each run ends, and a row already there (same config, training code and kNN
 protocol) is not trained again (a stopped benchmark resumes).
 """
@@ -39,7 +38,7 @@ from sslgeo_lib.config import RunConfig
 from sslgeo_lib.data import load_dataset
 from sslgeo_lib.embed import encode
 from sslgeo_lib.monitor import PROTOCOL_BANK, PROTOCOL_QUERIES, knn_of_h, protocol_indices, untrained_encoder
-from sslgeo_lib.presets import CPU_RECIPE
+from sslgeo_lib.presets import CPU_RECIPE, PRESETS, recipe_label
 from sslgeo_lib.probes import linear_probe
 from sslgeo_lib.store import code_hash
 from sslgeo_lib.training.loop import train
@@ -118,27 +117,31 @@ def screening(seeds, images: int, names=None) -> list[tuple[str, str, RunConfig]
     return out
 
 
-# B1's objectives at their steps (base learning rates, x batch/256): the first is the one the presets use
-# (presets.BeyondGrid.lr), the others the alternatives measured beside it. With plain SGD a loss's constant factor
-# scales its step: against lightly's CIFAR recipe (SGD, lr 0.06 x batch/128) SimCLR's 0.06 is a 0.5x step, and the
-# objectives' matching steps are VICReg 0.06 (its loss is lightly's), Barlow Twins 0.6 (ours is 0.1 x lightly's) and
-# BYOL 0.015 (ours is the symmetrised sum, 4 x lightly's); VICReg diverged at 0.06 and 0.03 on the earlier recipe.
-OBJECTIVE_STEPS: dict[str, tuple[float, ...]] = {
-    "vicreg": (0.02, 0.01),
-    "barlow_twins": (0.06, 0.6),
-    "byol": (0.06, 0.015),
+# B1's objectives: beside each objective's recipe in the presets (presets.BeyondGrid.recipes, trained on every seed),
+# the alternatives measured on the first seed (RunConfig fields on the chosen recipe). With plain SGD a loss's constant
+# factor scales its step: against lightly's CIFAR recipe (SGD, lr 0.06 x batch/128) SimCLR's 0.06 is a 0.5x step, and
+# the objectives' matching steps are VICReg 0.06 (its loss is lightly's), Barlow Twins 0.6 (ours is 0.1 x lightly's)
+# and BYOL 0.015 (ours is the symmetrised sum, 4 x lightly's); VICReg diverged at 0.06 and 0.03 on an earlier recipe.
+OBJECTIVE_ALTERNATIVES: dict[str, tuple[dict, ...]] = {
+    "vicreg": (dict(lr=0.02), dict(lr=0.01)),
+    "barlow_twins": (dict(lr=0.06), dict(lr=0.6), dict(lr=2.0), dict(lr=0.6, view_batchnorm="per_view")),
+    "byol": (dict(lr=0.06), dict(lr=0.015), dict(lr=0.2), dict(lr=0.06, view_batchnorm="per_view")),
 }
 
 
 def objectives(seeds) -> list[tuple[str, str, RunConfig]]:
-    """Each B1 objective on the chosen recipe at s = 1: its presets' step on every seed, then the alternatives on
-    the first seed."""
+    """Each B1 objective on the chosen recipe at s = 1: its presets' recipe on every seed, then the alternatives on
+    the first seed (one already the presets' is not repeated)."""
     base = RunConfig(**CHOSEN).replace(strength=1.0)
+    grid = PRESETS["cpu"].beyond
     out = []
     for rank, pick in ((0, list(seeds)), (1, [seeds[0]])):
-        for method, lrs in OBJECTIVE_STEPS.items():
-            for lr in (lrs[:1] if rank == 0 else lrs[1:]):
-                out += [("objective", f"{method} lr {lr:g}", base.replace(method=method, lr=lr, seed=k)) for k in pick]
+        for method, alternatives in OBJECTIVE_ALTERNATIVES.items():
+            chosen = grid.recipe(method)
+            for fields in ([chosen] if rank == 0 else [f for f in alternatives
+                                                       if base.replace(**f) != base.replace(**chosen)]):
+                cfg = base.replace(method=method, **fields)
+                out += [("objective", recipe_label(cfg, fields), cfg.replace(seed=k)) for k in pick]
     return out
 
 

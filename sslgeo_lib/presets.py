@@ -35,16 +35,35 @@ class ShapeGrid:
 class BeyondGrid:
     """B1's objectives and B2's augmentation families, each trained at `strengths` over the preset's seeds, beside
     the main sweep's SimCLR runs with the full policy at the same strengths (their reference, trained once).
-    `lr` gives an objective its own base learning rate (the base config's otherwise), measured on the recipe
-    benchmark (`benchmarks/recipe.py --stage objectives`, results/recipe/rows.jsonl; docs/recipe.md): VICReg at
-    0.02 gained 0.103 kNN over its untrained encoder at s = 1 (0.01: 0.085 and 0.088); Barlow Twins (0.6: 0.011,
-    0.06: -0.001) and BYOL (0.06: 0.041 and 0.034, 0.015: 0.029) learned too little at every step tried, and keep
-    the shared 0.06, their pages reading them through the learned gate."""
+    `recipes` gives an objective the RunConfig fields it trains with beyond the base config's (its own learning
+    rate, optimiser, ...), each measured on the recipe benchmark (`benchmarks/recipe.py --stage objectives`,
+    results/recipe/rows.jsonl; docs/recipe.md, where every recipe tried is listed with its kNN gain)."""
 
     methods: tuple[str, ...] = ("vicreg", "barlow_twins", "byol")
     families: tuple[str, ...] = ("crop", "color", "flip")
     strengths: tuple[float, ...] = (1.0,)
-    lr: tuple[tuple[str, float], ...] = (("vicreg", 0.02),)
+    recipes: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = (("vicreg", (("lr", 0.02),)),)
+
+    def __post_init__(self):
+        for method, fields in self.recipes:
+            if method not in METHODS:
+                raise ValueError(f"BeyondGrid.recipes names {method!r}; accepted objectives: {', '.join(METHODS)}")
+            RunConfig().replace(method=method, **dict(fields))  # a bad field or value fails here, named
+
+    def recipe(self, method: str) -> dict:
+        """The RunConfig fields `method` trains with beyond the base config's (empty: the base config's)."""
+        return dict(dict(self.recipes).get(method, ()))
+
+    def label(self, cfg: RunConfig) -> str:
+        """An objective's run as the recipe benchmark names its recipe: method, base learning rate, then any other
+        field its recipe sets."""
+        return recipe_label(cfg, self.recipe(cfg.method))
+
+
+def recipe_label(cfg: RunConfig, fields: dict) -> str:
+    """`cfg`'s method and base learning rate, then each field of `fields` but the learning rate, as "name value"."""
+    rest = "".join(f", {k} {v:g}" if isinstance(v, float) else f", {k} {v}" for k, v in fields.items() if k != "lr")
+    return f"{cfg.method} lr {cfg.lr:g}{rest}"
 
 
 @dataclass(frozen=True)
@@ -87,9 +106,10 @@ class Preset:
                 for s in self.beyond.strengths for k in self.grid_seeds]
 
     def objective_configs(self) -> list[RunConfig]:
-        """B1's runs: every objective of the grid at its strengths (seeds inner), with the grid's learning rate."""
-        g, lrs = self.beyond, dict(self.beyond.lr)
-        return [self.base.replace(method=m, augment_family="all", strength=s, seed=k, lr=lrs.get(m, self.base.lr))
+        """B1's runs: every objective of the grid at its strengths (seeds inner), each with its recipe
+        (BeyondGrid.recipes)."""
+        g = self.beyond
+        return [self.base.replace(method=m, augment_family="all", strength=s, seed=k, **g.recipe(m))
                 for m in g.methods for s in g.strengths for k in self.grid_seeds]
 
     def family_configs(self) -> list[RunConfig]:
@@ -159,7 +179,8 @@ def null_preset(p: Preset, n_train: int = 5000, batch_size: int | None = None,
         p, name=f"{p.name} (untrained)", base=base, strengths=(0.0, top), seeds=NULL_SEEDS, eval=NULL_EVAL,
         shapes=ShapeGrid(shapes=((0, base.projector_width), (2, base.projector_width)), strong=top, weak=top,
                          weak_depths=()),
-        beyond=BeyondGrid(methods=methods or p.beyond.methods, families=(), strengths=(top,), lr=()), grid_seed_count=0)
+        beyond=BeyondGrid(methods=methods or p.beyond.methods, families=(), strengths=(top,), recipes=()),
+        grid_seed_count=0)
 
 
 SWEEP_PARAMETERS = ("strengths", "seeds", "allow_large_sweep", "shapes", "shape_strong", "shape_weak",

@@ -90,8 +90,8 @@ def _train_entry(path, cfg: RunConfig, progress: bool, device) -> Outcome:
     except FloatingPointError as exc:  # never stored: a NaN run would pass as complete and be analysed
         shutil.rmtree(path)
         raise FloatingPointError(f"run {path.name} diverged: {exc} (lr={cfg.lr:g}, method {cfg.method}); nothing "
-                                 f"was stored. Train it with a smaller learning rate (RunConfig.lr; BeyondGrid.lr "
-                                 f"per objective)") from None
+                                 f"was stored. Train it with a smaller learning rate (RunConfig.lr; an objective's "
+                                 f"recipe in BeyondGrid.recipes)") from None
     run = write_entry(path, cfg, result.model, result.metrics,
                       provenance(result.device, result.dtype, result.channels_last, result.threads, cfg.dataset))
     return Outcome(run, "resumed" if from_epoch else "trained", from_epoch)

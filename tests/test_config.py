@@ -1,7 +1,9 @@
+import dataclasses
+
 import pytest
 
 from sslgeo_lib.config import RunConfig
-from sslgeo_lib.presets import PRESETS, make_preset, resolve_preset_name
+from sslgeo_lib.presets import PRESETS, BeyondGrid, make_preset, resolve_preset_name
 
 
 def test_defaults_are_valid_and_ints_become_floats():
@@ -127,6 +129,22 @@ def test_b1_and_b2_grids_expand_and_check_their_parameters():
     assert {(c.method, c.augment_family) for c in r.reference_configs()} == {("simclr", "all")}
     assert ({c.augment_family for c in r.objective_configs()} == {"all"}
             and {c.method for c in r.family_configs()} == {"simclr"})
+
+
+def test_an_objectives_recipe_reaches_its_runs_and_its_label():
+    grid = BeyondGrid(recipes=(("byol", (("lr", 0.2), ("view_batchnorm", "per_view"))),))
+    p = dataclasses.replace(make_preset("cpu"), beyond=grid)
+    by_method = {c.method: c for c in p.objective_configs()}
+    assert (by_method["byol"].lr, by_method["byol"].view_batchnorm) == (0.2, "per_view")
+    assert (by_method["vicreg"].lr, by_method["vicreg"].view_batchnorm) == (p.base.lr, "shared")  # no recipe: base
+    assert grid.label(by_method["byol"]) == "byol lr 0.2, view_batchnorm per_view"
+    assert grid.label(by_method["barlow_twins"]) == "barlow_twins lr 0.06"
+    with pytest.raises(ValueError, match="BeyondGrid.recipes names 'simsiam'; accepted objectives: simclr, vicreg"):
+        BeyondGrid(recipes=(("simsiam", (("lr", 0.1),)),))
+    with pytest.raises(ValueError, match="RunConfig.view_batchnorm='each' is unknown; accepted: shared, per_view"):
+        BeyondGrid(recipes=(("byol", (("view_batchnorm", "each"),)),))
+    with pytest.raises(KeyError, match=r"unknown RunConfig field\(s\) \['momentum'\]; accepted: "):
+        BeyondGrid(recipes=(("byol", (("momentum", 0.5),)),))
 
 
 def test_method_family_and_dataset_fields_are_checked():
