@@ -7,10 +7,11 @@
 #   1. the tests of the training path with CUDA as the default device;
 #   2. benchmarks/train_speed.py --preset gpu (ours vs the per-image torchvision reference);
 #   3. one short gpu-preset run (ResNet-18, all 50,000 training images, 3 epochs, s = 0 and 1) through the C2
-#      notebook (papermill), with its training throughput and C2's statistic.
-# --book: instead, the GPU edition: trains the gpu-lite preset (ResNet-18, 2 strengths x 3 seeds) and builds the
-#   core chapters into OUTDIR/book/_build/html, then writes OUTDIR/verdicts.json (every core claim's verdict, with
-#   the GPU, package versions and commit) and times each part.
+#      notebook (papermill), with its training throughput and C2's statistic;
+#   4. benchmarks/parallel_speed.py: the local executor's runs per minute on this machine's cores (CUDA hidden).
+# --book: instead, the GPU edition: trains the gpu-lite preset (ResNet-18, 3 strengths x 3 seeds), writes
+#   OUTDIR/verdicts.json (every core claim's verdict, with the GPU, package versions and commit), then builds the
+#   core chapters into OUTDIR/book/_build/html, and times each part.
 # --dry: on a CPU, every step at smoke size (the tests run it, so the script cannot rot).
 # --wheels DIR: first install the packages this Python lacks, offline, from the wheels in DIR (a machine without
 #   internet; torch and torchvision are never replaced: the machine's own CUDA build is kept).
@@ -24,7 +25,7 @@ while [ $# -gt 0 ]; do
     --dry) dry=1 ;;
     --book) book=1 ;;
     --wheels) [ $# -ge 2 ] && [ -d "$2" ] || usage "--wheels needs a folder of wheels"; wheels="$(cd "$2" && pwd)"; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     -*) usage "unknown option $1" ;;
     *) out="$1" ;;
   esac
@@ -52,10 +53,12 @@ timed() {  # timed NAME COMMAND...: run it, log to OUTDIR/NAME.txt, record its s
   return $rc
 }
 
-# import name -> requirement name, for what the check needs (torch and torchvision: the machine's own builds)
+# import name -> requirement name, for what the check needs (torch and torchvision: the machine's own builds);
+# Jupyter Book only for the book
 modules="torch:torch torchvision:torchvision kornia:kornia sklearn:scikit-learn skdim:scikit-dimension
 safetensors:safetensors pandas:pandas seaborn:seaborn tqdm:tqdm papermill:papermill pytest:pytest myst_nb:myst-nb
-jupyter_book:jupyter-book ipykernel:ipykernel"
+ipykernel:ipykernel"
+[ $book -eq 1 ] && modules="$modules jupyter_book:jupyter-book"
 lacking() {  # the requirement names whose module is not installed here (one interpreter, nothing imported)
   # shellcheck disable=SC2086
   "$PY" - $modules <<'PY'
@@ -133,18 +136,23 @@ for key, value in read_glue(nb).items():
 PY
   timed short_run "$PY" "$out/short_run.py" "$out/c2_invariance.ipynb" "$device" "${short[@]}"
   cat "$out/short_run.txt"
+
+  step "4. the local executor on this machine's cores (CPU, CUDA hidden): runs side by side against one at a time"
+  # shellcheck disable=SC2046
+  timed parallel "$PY" benchmarks/parallel_speed.py $([ $dry -eq 1 ] && echo --jobs 1 --runs 1 --alone 1 --n-train 256)
+  cat "$out/parallel.txt"
 else
   step "the GPU edition: the $preset preset's sweep, the core chapters, the verdicts"
   [ -f _vendor/mathjax/tex-svg-full.js ] ||
     die "_vendor/mathjax is missing; run 'make static' on a machine with npm and bring _vendor along"
   timed train "$PY" -m sslgeo_lib.cli train --preset "$preset" --main-only --quiet
   tail -n 8 "$out/train.txt"
+  timed verdicts "$PY" -m sslgeo_lib.cli verdicts --preset "$preset" --main-only --out "$out/verdicts.json"
+  cat "$out/verdicts.txt"
   rm -rf "$out/book"
   timed build "$PY" -c "import sys; from jupyter_book.cli.main import main; sys.exit(main())" \
     build . -W -n --keep-going --toc _toc_core.yml --path-output "$out/book"
   tail -n 5 "$out/build.txt"
-  timed verdicts "$PY" -m sslgeo_lib.cli verdicts --preset "$preset" --main-only --out "$out/verdicts.json"
-  cat "$out/verdicts.txt"
   echo "the book: $out/book/_build/html/index.html"
 fi
 echo

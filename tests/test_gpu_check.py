@@ -29,12 +29,13 @@ def test_dry_check_runs_every_step(cifar, tmp_path):
     out = tmp_path / "check"
     r = _check("--dry", out)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert _times(out) == {"tests": 0, "train_speed": 0, "c2_notebook": 0, "short_run": 0}
+    assert _times(out) == {"tests": 0, "train_speed": 0, "c2_notebook": 0, "short_run": 0, "parallel": 0}
     assert "device: none: a dry run on the CPU" in (out / "gpu.txt").read_text()
     assert "tests collected" in (out / "tests.txt").read_text()
     assert "speed-up of ours over the reference" in (out / "train_speed.txt").read_text()
     short = (out / "short_run.txt").read_text()
     assert short.count("images/s") == 2 and "c2_verdict = not tested" in short  # 2 runs; one seed: no gate, no verdict
+    assert "with 1 jobs" in (parallel := (out / "parallel.txt").read_text()) and "identical" in parallel
 
 
 @pytest.mark.slow
