@@ -20,17 +20,6 @@ def pytest_configure(config):
     os.environ["SSLGEO_RUNS"] = os.environ["SSLGEO_RUNS_TEST"]
 
 
-BOOK_FIXTURES = {"html", "book_glue", "core_html"}
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (--dist loadgroup), every test that reads the smoke book runs in one worker, so the
-    session-scoped book below is built once; elsewhere the mark does nothing."""
-    for item in items:
-        if BOOK_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("book"))
-
-
 @pytest.fixture(scope="session")
 def cifar():
     """The real CIFAR-10 (from $SSLGEO_DATA or the cache); skipped where none can be found."""
