@@ -26,7 +26,7 @@ from pathlib import Path  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from sslgeo_lib.executor import available_cores, resolve_jobs, train_locally  # noqa: E402
-from sslgeo_lib.presets import make_preset  # noqa: E402
+from sslgeo_lib.presets import PRESETS  # noqa: E402
 from sslgeo_lib.training.loop import TRAINING_THREADS  # noqa: E402
 
 
@@ -62,8 +62,7 @@ def main(argv=None) -> int:
     n_runs = args.runs or jobs
     if args.alone > n_runs:
         ap.error(f"--alone {args.alone} is more than the parallel phase's {n_runs} runs; accepted: at most --runs")
-    base = make_preset("cpu").configs()[0].replace(n_train=args.n_train, epochs=args.epochs, monitor_every=0,
-                                                   strength=0.5)
+    base = PRESETS["cpu"].base.replace(n_train=args.n_train, epochs=args.epochs, monitor_every=0, strength=0.5)
     configs = [base.replace(seed=100 + i) for i in range(n_runs)]
     print(f"{available_cores()} cores, {TRAINING_THREADS} training threads a run; {base.encoder} "
           f"(width {base.encoder_width}), {args.n_train:,} images x {args.epochs} epoch(s), batch {base.batch_size}")
