@@ -1,9 +1,11 @@
 """Feature extraction: h, every projector hidden layer, and z, for clean images and augmented views.
 
-All extraction is batched, no-grad, in fp32 (evaluation features are not rounded to bf16) with channels_last
-inputs, in eval mode, on any device; `embed` and `embed_views` fold each BatchNorm into the convolution before it
-(the same function in eval mode, to float rounding: 1.2-1.4x faster on the CPU). `clean_features` and
-`view_features` cache their arrays in the run's store entry.
+All extraction is batched, no-grad, in fp32 (evaluation features are not rounded to bf16; on a GPU, cuDNN without
+TF32 and with deterministic algorithms: `exact_fp32`) with channels_last inputs, in eval mode, on any device;
+`embed` and `embed_views` fold each BatchNorm into the convolution before it (the same function in eval mode, to
+float rounding: 1.2-1.4x faster on the CPU). `clean_features` and `view_features` compute on the machine's training
+device (the GPU when there is one: `feature_device`) and cache their arrays in the run's store entry, keyed by that
+device's type (a GPU draws other views and rounds otherwise).
 Layer names: "h" (encoder), "hidden1" .. "hidden{depth-1}" (projector hidden layers, after ReLU), "z"; the cached
 features also hold "z0" = g0(h), the architecture baseline of rule v3 (`initial_projector`).
 """
@@ -17,10 +19,21 @@ from torch.fx.experimental.optimization import fuse
 
 from sslgeo_lib.data import load_dataset
 from sslgeo_lib.training.augment import PARAM_NAMES, augment
-from sslgeo_lib.training.loop import new_model
+from sslgeo_lib.training.loop import default_device, new_model
 from sslgeo_lib.training.subset import class_balanced_subset
 
 BATCH = 1000  # images per forward pass
+
+
+def feature_device(device=None) -> torch.device:
+    """Where cached features are computed: `device` when given, else where this machine trains (the GPU if any)."""
+    return default_device() if device is None else torch.device(device)
+
+
+def exact_fp32():
+    """fp32 convolutions on a GPU as on a CPU: cuDNN without TF32 (which rounds inputs to 10 mantissa bits), with
+    deterministic algorithms and no autotuning (the same features on every call); no effect on a CPU."""
+    return torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False)
 
 
 def image_batches(x_u8: np.ndarray, device):
@@ -113,12 +126,13 @@ def reestimate_batchnorm(module: torch.nn.Module, batches) -> torch.nn.Module:
 G0_IMAGES = 10_000  # training images whose trained h re-estimate the BatchNorm statistics of g0
 
 
-def initial_projector(run, device="cpu"):
+def initial_projector(run, device=None):
     """g0, the architecture baseline of rule v3: the run's projector at initialisation (rebuilt from its seed by
     `new_model`), its BatchNorm statistics re-estimated on the run's *trained* h of G0_IMAGES of its training
     images (class-balanced, drawn by its seed from its training subset); in eval mode. None for a run without a
-    projector. Its statistics are cached with the run."""
+    projector. Its statistics are cached with the run, keyed by the device that estimated them."""
 
+    device = feature_device(device)
     g0 = new_model(run.config).projector
     if g0 is None:
         return None
@@ -128,20 +142,23 @@ def initial_projector(run, device="cpu"):
         own = split_indices(run.config, "train", data.y_train, 0)
         if len(own) > G0_IMAGES:
             own = own[class_balanced_subset(data.y_train[own], G0_IMAGES, run.config.seed)]
-        h = torch.from_numpy(encode(run.model(device).encoder, data.x_train[own], device))
+        with exact_fp32():
+            h = torch.from_numpy(encode(run.model(device).encoder, data.x_train[own], device))
         reestimate_batchnorm(g0, (h[i:i + BATCH] for i in range(0, len(h), BATCH)))
         return {k: v.cpu().numpy() for k, v in g0.state_dict().items()}
 
-    state = run.cached("g0", {"images": G0_IMAGES}, compute, FEATURE_CODE)
+    state = run.cached("g0", {"images": G0_IMAGES, "device": device.type}, compute, FEATURE_CODE)
     g0.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
     return g0.to(device).eval()
 
 
 @torch.no_grad()
-def project(projector, h: np.ndarray, device="cpu") -> np.ndarray:
-    """projector(h) for float32 features of any leading shape (..., D), in batches; h itself without a projector."""
+def project(projector, h: np.ndarray, device=None) -> np.ndarray:
+    """projector(h) for float32 features of any leading shape (..., D), in batches, on `device` (default: where the
+    projector is); h itself without a projector."""
     if projector is None:
         return h.copy()
+    device = device or next(projector.parameters()).device
     flat = torch.from_numpy(h.reshape(-1, h.shape[-1]))
     out = torch.cat([projector(flat[i:i + BATCH].to(device)).float().cpu() for i in range(0, len(flat), BATCH)])
     return out.numpy().reshape(*h.shape[:-1], -1)
@@ -156,22 +173,24 @@ def eval_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return class_balanced_subset(labels, n, seed)
 
 
-def clean_features(run, split: str, n: int, device="cpu") -> dict[str, np.ndarray]:
+def clean_features(run, split: str, n: int, device=None) -> dict[str, np.ndarray]:
     """Cached `embed` of a split's evaluation subset of `n` images drawn by the run's seed ("train" with n = 0:
     the run's own training subset), plus "z0" (g0(h), `initial_projector`), "y" (labels) and "index" (positions
-    in the split)."""
+    in the split); computed on `feature_device(device)`."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    seed = run.config.seed
+    seed, device = run.config.seed, feature_device(device)
 
     def compute():
         data = load_dataset(run.config.dataset)
         x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
         idx = split_indices(run.config, split, y, n)
-        out = embed(run.model(device), x[idx], device)
-        return {**out, "z0": project(initial_projector(run, device), out["h"], device), "y": y[idx], "index": idx}
+        with exact_fp32():
+            out = embed(run.model(device), x[idx], device)
+            z0 = project(initial_projector(run, device), out["h"], device)
+        return {**out, "z0": z0, "y": y[idx], "index": idx}
 
-    return run.cached(f"clean-{split}", {"n": n, "seed": seed}, compute, FEATURE_CODE)
+    return run.cached(f"clean-{split}", {"n": n, "seed": seed, "device": device.type}, compute, FEATURE_CODE)
 
 
 def split_indices(cfg, split: str, y: np.ndarray, n: int) -> np.ndarray:
@@ -182,21 +201,23 @@ def split_indices(cfg, split: str, y: np.ndarray, n: int) -> np.ndarray:
     return eval_indices(y, n, cfg.seed)
 
 
-def view_features(run, n: int, strength: float, n_views: int, device="cpu",
+def view_features(run, n: int, strength: float, n_views: int, device=None,
                   keep=("h", "z"), family: str = "all") -> dict[str, np.ndarray]:
     """Cached `embed_views` of the test evaluation subset of size `n` (the images `clean_features(run, "test",
     n)` holds), views drawn from a generator seeded by the run's seed, of augmentation `family` (the full
-    policy by default; a run's own family for views "as in training"); with "h" kept, also "z0" = g0(h)."""
-    seed = run.config.seed
+    policy by default; a run's own family for views "as in training"); with "h" kept, also "z0" = g0(h). Computed on
+    `feature_device(device)`, whose generator draws the views."""
+    seed, device = run.config.seed, feature_device(device)
 
     def compute():
         data = load_dataset(run.config.dataset)
         idx = eval_indices(data.y_test, n, seed)
-        out = embed_views(run.model(device), data.x_test[idx], strength, n_views, seed, device, keep, family)
-        if "h" in keep:
-            out["z0"] = project(initial_projector(run, device), out["h"], device)
+        with exact_fp32():
+            out = embed_views(run.model(device), data.x_test[idx], strength, n_views, seed, device, keep, family)
+            if "h" in keep:
+                out["z0"] = project(initial_projector(run, device), out["h"], device)
         return {**out, "y": data.y_test[idx], "index": idx}
 
     settings = {"n": n, "strength": float(strength), "n_views": n_views, "seed": seed, "keep": list(keep),
-                "family": family}
+                "family": family, "device": device.type}
     return run.cached("views", settings, compute, FEATURE_CODE)

@@ -9,7 +9,7 @@ import pandas as pd
 from sslgeo_lib import monitor, probes  # by module: tests set the protocol's sizes and spy on the probe
 from sslgeo_lib.config import RunConfig
 from sslgeo_lib.data import load_dataset
-from sslgeo_lib.embed import encode, split_indices
+from sslgeo_lib.embed import encode, exact_fp32, feature_device, split_indices
 from sslgeo_lib.executor import resolve_executor, train_runs
 from sslgeo_lib.presets import Preset
 from sslgeo_lib.runs import check_fits
@@ -90,16 +90,17 @@ def learning_table(runs: list[Run], device=None) -> pd.DataFrame:
     for its untrained encoder (same seed, BatchNorm statistics re-estimated on the bank) and the paired gain;
     cached with the run. Columns: strength, seed, method, augment_family, projector_depth, knn, knn_untrained,
     gain."""
-    device = device or default_device()
+    device = feature_device(device)
     rows = []
     for r in runs:
         def compute(r=r):
             untrained = monitor.untrained_encoder(r.config, device)
-            return [{"knn": monitor.knn_of_h(r.model(device).encoder, r.config.dataset, device),
-                     "knn_untrained": monitor.knn_of_h(untrained, r.config.dataset, device)}]
+            with exact_fp32():
+                return [{"knn": monitor.knn_of_h(r.model(device).encoder, r.config.dataset, device),
+                         "knn_untrained": monitor.knn_of_h(untrained, r.config.dataset, device)}]
 
-        (row,) = r.cached("learning", {"bank": monitor.PROTOCOL_BANK, "queries": monitor.PROTOCOL_QUERIES}, compute,
-                          ("monitor.py", "embed.py", "probes.py"))
+        settings = {"bank": monitor.PROTOCOL_BANK, "queries": monitor.PROTOCOL_QUERIES, "device": device.type}
+        (row,) = r.cached("learning", settings, compute, ("monitor.py", "embed.py", "probes.py"))
         c = r.config
         rows.append({"strength": c.strength, "seed": c.seed, "method": c.method, "augment_family": c.augment_family,
                      "projector_depth": c.projector_depth, **row, "gain": row["knn"] - row["knn_untrained"]})

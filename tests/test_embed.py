@@ -77,3 +77,48 @@ def test_inference_folds_every_batchnorm_and_keeps_the_function(encoder):
     with torch.no_grad():
         plain, folded = model.encoder(x), fast.encoder(x.contiguous(memory_format=torch.channels_last))
     np.testing.assert_allclose(folded.numpy(), plain.numpy(), rtol=1e-4, atol=1e-4 * float(plain.abs().max()))
+
+
+@pytest.fixture
+def one_run(cifar, isolated_store):
+    from sslgeo_lib.presets import make_preset
+    from sslgeo_lib.sweep import sweep
+
+    (run,) = sweep(make_preset("smoke", seeds="[0]", strengths="[0.0]"), progress=False)
+    return run
+
+
+def test_feature_caches_are_keyed_by_the_device_that_computed_them(one_run, monkeypatch):
+    from sslgeo_lib import embed as E
+
+    seen = []
+    real = type(one_run).cached
+
+    def spy(self, name, settings, compute, code):
+        seen.append((name, settings.get("device")))
+        return real(self, name, settings, compute, code)
+
+    monkeypatch.setattr(type(one_run), "cached", spy)
+    E.clean_features(one_run, "test", 50)
+    E.view_features(one_run, 50, 0.5, 2)
+    here = E.feature_device().type
+    assert {name for name, _ in seen} == {"clean-test", "g0", "views"}
+    assert all(device == here for _, device in seen), seen
+    seen.clear()
+    E.clean_features(one_run, "test", 50, device="cpu")  # a hit here; on a GPU machine computed anew, g0 too
+    assert seen[0] == ("clean-test", "cpu") and all(device == "cpu" for _, device in seen), seen
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_features_agree_with_the_cpu_in_fp32(one_run):
+    """On a GPU the features are computed there (cached apart from the CPU's) in fp32 without TF32: they agree with
+    the CPU's to float rounding, and identity views (s = 0) reproduce the clean features."""
+    from sslgeo_lib import embed as E
+
+    gpu, cpu = E.clean_features(one_run, "test", 200), E.clean_features(one_run, "test", 200, device="cpu")
+    assert E.feature_device().type == "cuda"
+    np.testing.assert_array_equal(gpu["index"], cpu["index"])
+    for layer in ("h", "z", "z0"):
+        np.testing.assert_allclose(gpu[layer], cpu[layer], rtol=1e-3, atol=1e-4)
+    views = E.view_features(one_run, 200, 0.0, 2)
+    np.testing.assert_allclose(views["h"], np.repeat(gpu["h"][:, None], 2, 1), rtol=1e-4, atol=1e-5)
