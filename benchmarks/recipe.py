@@ -122,10 +122,18 @@ def screening(seeds, images: int, names=None) -> list[tuple[str, str, RunConfig]
 # factor scales its step: against lightly's CIFAR recipe (SGD, lr 0.06 x batch/128) SimCLR's 0.06 is a 0.5x step, and
 # the objectives' matching steps are VICReg 0.06 (its loss is lightly's), Barlow Twins 0.6 (ours is 0.1 x lightly's)
 # and BYOL 0.015 (ours is the symmetrised sum, 4 x lightly's); VICReg diverged at 0.06 and 0.03 on an earlier recipe.
+# solo-learn's CIFAR optimisers for the two (LARS, whose layer-wise trust ratio makes the step nearly independent of
+# the loss's constant factor; warm-up scaled from its 10 of 1,000 epochs to 1 of 7; our Barlow Twins loss already
+# carries its scale_loss 0.1). The last of each: its best step at twice the recipe's epochs, what learning costs
+# where the recipe's budget is too short for it.
+LARS_BARLOW = dict(optimizer="lars", lr=0.3, weight_decay=1e-4, decay_scope="weights", warmup_epochs=1)
+LARS_BYOL = dict(optimizer="lars", lr=1.0, weight_decay=1e-5, decay_scope="weights", warmup_epochs=1)
 OBJECTIVE_ALTERNATIVES: dict[str, tuple[dict, ...]] = {
-    "vicreg": (dict(lr=0.02), dict(lr=0.01)),
-    "barlow_twins": (dict(lr=0.06), dict(lr=0.6), dict(lr=2.0), dict(lr=0.6, view_batchnorm="per_view")),
-    "byol": (dict(lr=0.06), dict(lr=0.015), dict(lr=0.2), dict(lr=0.06, view_batchnorm="per_view")),
+    "vicreg": (dict(lr=0.02), dict(lr=0.01), dict(lr=0.02, epochs=2 * CPU_RECIPE["epochs"])),
+    "barlow_twins": (dict(lr=0.06), dict(lr=0.6), dict(lr=2.0), dict(lr=0.6, view_batchnorm="per_view"), LARS_BARLOW,
+                     dict(LARS_BARLOW, epochs=2 * CPU_RECIPE["epochs"])),
+    "byol": (dict(lr=0.06), dict(lr=0.015), dict(lr=0.2), dict(lr=0.06, view_batchnorm="per_view"), LARS_BYOL,
+             dict(lr=0.06, epochs=2 * CPU_RECIPE["epochs"])),
 }
 
 
@@ -137,7 +145,7 @@ def objectives(seeds) -> list[tuple[str, str, RunConfig]]:
     out = []
     for rank, pick in ((0, list(seeds)), (1, [seeds[0]])):
         for method, alternatives in OBJECTIVE_ALTERNATIVES.items():
-            chosen = grid.recipe(method)
+            chosen = grid.recipe(method, base)
             for fields in ([chosen] if rank == 0 else [f for f in alternatives
                                                        if base.replace(**f) != base.replace(**chosen)]):
                 cfg = base.replace(method=method, **fields)

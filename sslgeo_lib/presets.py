@@ -37,27 +37,47 @@ class BeyondGrid:
     the main sweep's SimCLR runs with the full policy at the same strengths (their reference, trained once).
     `recipes` gives an objective the RunConfig fields it trains with beyond the base config's (its own learning
     rate, optimiser, ...), each measured on the recipe benchmark (`benchmarks/recipe.py --stage objectives`,
-    results/recipe/rows.jsonl; docs/recipe.md, where every recipe tried is listed with its kNN gain)."""
+    results/recipe/rows.jsonl; docs/recipe.md, where every recipe tried is listed with its kNN gain). `schedules`
+    gives an objective that does not learn in the base config's epochs a multiple of them (measured on the same
+    benchmark; relative, so a preset's or a notebook's own epochs still scale it)."""
 
     methods: tuple[str, ...] = ("vicreg", "barlow_twins", "byol")
     families: tuple[str, ...] = ("crop", "color", "flip")
     strengths: tuple[float, ...] = (1.0,)
-    recipes: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = (("vicreg", (("lr", 0.02),)),)
+    recipes: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = (
+        ("vicreg", (("lr", 0.02),)),
+        ("barlow_twins", (("optimizer", "lars"), ("lr", 0.3), ("weight_decay", 1e-4), ("decay_scope", "weights"),
+                          ("warmup_epochs", 1))),
+        ("byol", (("lr", 0.06),)))
+    schedules: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self):
+        for kind, pairs in (("recipes", self.recipes), ("schedules", self.schedules)):
+            for method, _ in pairs:
+                if method not in METHODS:
+                    raise ValueError(f"BeyondGrid.{kind} names {method!r}; accepted objectives: {', '.join(METHODS)}")
         for method, fields in self.recipes:
-            if method not in METHODS:
-                raise ValueError(f"BeyondGrid.recipes names {method!r}; accepted objectives: {', '.join(METHODS)}")
             RunConfig().replace(method=method, **dict(fields))  # a bad field or value fails here, named
+        for method, factor in self.schedules:
+            if not factor >= 1:
+                raise ValueError(f"BeyondGrid.schedules gives {method} {factor!r} times the epochs; accepted: >= 1")
 
-    def recipe(self, method: str) -> dict:
-        """The RunConfig fields `method` trains with beyond the base config's (empty: the base config's)."""
-        return dict(dict(self.recipes).get(method, ()))
+    def recipe(self, method: str, base: RunConfig | None = None) -> dict:
+        """The RunConfig fields `method` trains with beyond the `base` config's (empty: the base config's), its
+        epochs included where `schedules` multiplies them."""
+        fields = dict(dict(self.recipes).get(method, ()))
+        factor = dict(self.schedules).get(method)
+        if factor is not None and base is not None:
+            fields["epochs"] = round(base.epochs * factor)
+        return fields
 
     def label(self, cfg: RunConfig) -> str:
         """An objective's run as the recipe benchmark names its recipe: method, base learning rate, then any other
-        field its recipe sets."""
-        return recipe_label(cfg, self.recipe(cfg.method))
+        field its recipe sets (its epochs where `schedules` sets them)."""
+        fields = self.recipe(cfg.method)
+        if cfg.method in dict(self.schedules):
+            fields["epochs"] = cfg.epochs
+        return recipe_label(cfg, fields)
 
 
 def recipe_label(cfg: RunConfig, fields: dict) -> str:
@@ -109,7 +129,7 @@ class Preset:
         """B1's runs: every objective of the grid at its strengths (seeds inner), each with its recipe
         (BeyondGrid.recipes)."""
         g = self.beyond
-        return [self.base.replace(method=m, augment_family="all", strength=s, seed=k, **g.recipe(m))
+        return [self.base.replace(method=m, augment_family="all", strength=s, seed=k, **g.recipe(m, self.base))
                 for m in g.methods for s in g.strengths for k in self.grid_seeds]
 
     def family_configs(self) -> list[RunConfig]:
@@ -141,8 +161,11 @@ PRESETS = {
     # Meaningful verdicts on a 2-core CPU; sizes calibrated in docs/recipe.md and the methods chapter.
     # 4 strengths x 4 seeds (the power of the rule's per-strength tests grows with seeds); C6, B1 and B2 on 3 seeds.
     # The probes and tangent planes use 10,000 of the 50,000 training images (their cost grows with the set).
+    # B1's objectives train twice the epochs: at 7 none reached a kNN gain of 0.10 with any step tried, at 14 each
+    # came nearest it (docs/recipe.md, "B1's objectives").
     "cpu": Preset("cpu", RunConfig(**CPU_RECIPE), strengths=(0.0, 0.25, 0.5, 1.0), seeds=(0, 1, 2, 3),
-                  eval=EvalSettings(n_probe_train=10_000), grid_seed_count=3),
+                  eval=EvalSettings(n_probe_train=10_000), grid_seed_count=3,
+                  beyond=BeyondGrid(schedules=(("vicreg", 2.0), ("barlow_twins", 2.0), ("byol", 2.0)))),
     # ResNet-18 on one GPU in minutes (the GPU check's --book): sized from the measured H200 training throughput
     # (about 20,000 images/s, bf16) so that training and the core chapters take <= 8 minutes there.
     # s = 0 is the control the paired rows (the step to the weakest s > 0) need; its cost on a GPU is not yet measured.

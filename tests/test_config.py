@@ -147,6 +147,21 @@ def test_an_objectives_recipe_reaches_its_runs_and_its_label():
         BeyondGrid(recipes=(("byol", (("momentum", 0.5),)),))
 
 
+def test_an_objectives_schedule_multiplies_the_presets_epochs():
+    grid = BeyondGrid(schedules=(("barlow_twins", 2.0),))
+    p = dataclasses.replace(make_preset("cpu"), beyond=grid)
+    by_method = {c.method: c for c in p.objective_configs()}
+    assert by_method["barlow_twins"].epochs == 2 * p.base.epochs and by_method["vicreg"].epochs == p.base.epochs
+    assert grid.label(by_method["barlow_twins"]) == f"barlow_twins lr 0.3, optimizer lars, weight_decay 0.0001, " \
+                                                    f"decay_scope weights, warmup_epochs 1, epochs {2 * p.base.epochs}"
+    q = dataclasses.replace(make_preset("cpu", epochs="3"), beyond=grid)  # relative: a notebook's epochs scale it
+    assert {c.method: c.epochs for c in q.objective_configs()} == {"vicreg": 3, "barlow_twins": 6, "byol": 3}
+    with pytest.raises(ValueError, match="BeyondGrid.schedules gives byol 0.5 times the epochs; accepted: >= 1"):
+        BeyondGrid(schedules=(("byol", 0.5),))
+    with pytest.raises(ValueError, match="BeyondGrid.schedules names 'simsiam'; accepted objectives: simclr"):
+        BeyondGrid(schedules=(("simsiam", 2.0),))
+
+
 def test_method_family_and_dataset_fields_are_checked():
     with pytest.raises(ValueError, match="RunConfig.method='simsiam' is unknown; accepted: simclr, vicreg, "
                                          "barlow_twins, byol"):
