@@ -9,9 +9,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PRESET ?= auto
-# test processes (pytest-xdist, a test file per worker): a test waiting on a subprocess, a notebook kernel or a
-# cluster leaves the CPU to another; the smoke book and the other session fixtures are built once (conftest.py)
-TEST_WORKERS ?= 2
 ifneq ($(PRESET),auto)
 export SSLGEO_PRESET := $(PRESET)
 endif
@@ -89,10 +86,10 @@ lint: env
 	$(BIN)/ruff check .
 
 test: lint static tools
-	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" --durations=15 $(PYTEST_ARGS)
 
 test-all: lint static tools
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS)
 
 clean:
 	rm -rf _build

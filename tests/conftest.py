@@ -1,5 +1,4 @@
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,44 +57,21 @@ def isolated_store(tmp_path, monkeypatch):
     return tmp_path / "runs"
 
 
-# --- the book, built once per test session with the smoke preset (test_book, test_browser, test_notebooks) -------
-# Under pytest-xdist every worker is its own process with its own session fixtures: `made_once` makes each of these
-# in the folder all workers share, the first worker to ask making it while the others wait on its lock.
+# --- the book, built once per test session with the smoke preset (test_book, test_browser) ---------------------
 
-def made_once(tmp_path_factory, name: str, make) -> Path:
-    """`make(folder)` run once per test session however many workers ask; returns the folder. A failed `make` is
-    not recorded as made (the next worker to ask tries again and fails the same way)."""
-    from filelock import FileLock
-
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # the session's folder, above each worker's own
-    folder, done = base / name, base / f"{name}.done"
-    with FileLock(str(base / f"{name}.lock")):
-        if not done.exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-            make(folder)
-            done.touch()
-    return folder
-
-
-def _write_book_config(folder: Path) -> None:
-    """The book's _config.yml with notebook execution cached in `folder`."""
+@pytest.fixture(scope="session")
+def book_config(tmp_path_factory):
+    """The book's _config.yml with notebook execution cached in a temporary folder."""
     import yaml
 
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    folder = tmp_path_factory.mktemp("config")
     cfg["execute"] |= {"execute_notebooks": "cache", "cache": str(folder / "jupyter_cache")}
     # paths the book's own config gives relative to the book root, made absolute for a config read from elsewhere
     cfg["bibtex_bibfiles"] = [str(ROOT / f) for f in cfg["bibtex_bibfiles"]]
     cfg["sphinx"]["config"]["html_static_path"] = [str(ROOT / f) for f in cfg["sphinx"]["config"]["html_static_path"]]
     (folder / "_config.yml").write_text(yaml.safe_dump(cfg))
-
-
-@pytest.fixture(scope="session")
-def book_config(tmp_path_factory):
-    """The book's _config.yml with notebook execution cached in a temporary folder (one per test session)."""
-    return made_once(tmp_path_factory, "config", _write_book_config) / "_config.yml"
+    return folder / "_config.yml"
 
 
 def _build_book(out: Path, config: Path, *options: str) -> Path:
@@ -109,8 +85,7 @@ def _build_book(out: Path, config: Path, *options: str) -> Path:
 
 @pytest.fixture(scope="session")
 def html(cifar, book_config, tmp_path_factory):
-    folder = made_once(tmp_path_factory, "book", lambda out: _build_book(out, book_config))
-    return folder / "_build" / "html" / "book"
+    return _build_book(tmp_path_factory.mktemp("book"), book_config)
 
 
 @pytest.fixture(scope="session")
@@ -131,8 +106,6 @@ def book_glue(html, book_config):
 
 @pytest.fixture(scope="session")
 def core_html(html, book_config, tmp_path_factory):
-    folder = made_once(tmp_path_factory, "core", lambda out: _build_book(out, book_config, "--toc",
-                                                                          str(ROOT / "_toc_core.yml")))
-    return folder / "_build" / "html" / "book"
+    return _build_book(tmp_path_factory.mktemp("core"), book_config, "--toc", str(ROOT / "_toc_core.yml"))
 
 
