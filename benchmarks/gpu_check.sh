@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: one command, on one CUDA GPU, in a few minutes (at most 8).
 #
-#   bash benchmarks/gpu_check.sh [--dry] [--book] [--wheels DIR] [OUTDIR]      (SSLGEO_DATA must point at CIFAR-10)
+#   bash benchmarks/gpu_check.sh [--dry] [--book [--config FILE]] [--wheels DIR] [OUTDIR]   (SSLGEO_DATA: CIFAR-10)
 #
 # Without --book it runs, and prints each figure with the GPU's name:
 #   1. the tests of the training path with CUDA as the default device;
@@ -11,26 +11,30 @@
 #   4. benchmarks/parallel_speed.py: the local executor's runs per minute on this machine's cores (CUDA hidden).
 # --book: instead, the GPU edition: trains the gpu-lite preset (ResNet-18, 3 strengths x 3 seeds), writes
 #   OUTDIR/verdicts.json (every core claim's verdict, with the GPU, package versions and commit), then builds the
-#   core chapters into OUTDIR/book/_build/html, and times each part.
+#   core chapters into OUTDIR/book/_build/html, and times each part. --config FILE: the book's configuration
+#   instead of _config.yml (e.g. one whose execute.cache is a jupyter-cache that already holds the notebooks).
 # --dry: on a CPU, every step at smoke size (the tests run it, so the script cannot rot).
 # --wheels DIR: first install the packages this Python lacks, offline, from the wheels in DIR (a machine without
 #   internet; torch and torchvision are never replaced: the machine's own CUDA build is kept).
 # Every part's output goes to OUTDIR (default gpu_check_out); the exit status is non-zero if any part failed.
 set -uo pipefail
 die() { echo "gpu_check: $1" >&2; exit 2; }
-usage() { die "$1 (accepted: --dry, --book, --wheels DIR, OUTDIR; --help)"; }
-dry=0 book=0 wheels="" out=""
+usage() { die "$1 (accepted: --dry, --book, --config FILE, --wheels DIR, OUTDIR; --help)"; }
+dry=0 book=0 wheels="" out="" config=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry) dry=1 ;;
     --book) book=1 ;;
     --wheels) [ $# -ge 2 ] && [ -d "$2" ] || usage "--wheels needs a folder of wheels"; wheels="$(cd "$2" && pwd)"; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --config) [ $# -ge 2 ] && [ -f "$2" ] || usage "--config needs a book configuration file"
+              config="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     -*) usage "unknown option $1" ;;
     *) out="$1" ;;
   esac
   shift
 done
+[ -z "$config" ] || [ $book -eq 1 ] || usage "--config is for --book only"
 # relative paths mean the directory the user ran from, as everywhere in sslgeo
 out="${out:-${OUT:-gpu_check_out}}"
 out="$(mkdir -p "$out" && cd "$out" && pwd)" || die "cannot create the output folder $out"
@@ -151,7 +155,7 @@ else
   cat "$out/verdicts.txt"
   rm -rf "$out/book"
   timed build "$PY" -c "import sys; from jupyter_book.cli.main import main; sys.exit(main())" \
-    build . -W -n --keep-going --toc _toc_core.yml --path-output "$out/book"
+    build . -W -n --keep-going --toc _toc_core.yml --path-output "$out/book" ${config:+--config "$config"}
   tail -n 5 "$out/build.txt"
   echo "the book: $out/book/_build/html/index.html"
 fi

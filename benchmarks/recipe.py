@@ -9,12 +9,12 @@ each against the same seed's untrained encoder (minutes and images/s say what ea
     python benchmarks/recipe.py --markdown           # no training: the rows so far as a markdown table
 
 Per recipe and seed it prints the kNN accuracy of h (cosine, k = 20, a 10,000-image class-balanced training bank,
-2,000 test queries: `sslgeo_lib.monitor`'s protocol), the same for the untrained encoder of the same seed
-(BatchNorm statistics re-estimated on the bank) and the gain over it, the linear-probe accuracy of h (trained on
-the bank, tested on the queries), training images/s and minutes. Screening: every candidate changes one thing of
-today's recipe (the cpu preset before this benchmark), at the same number of source images per run, s = 0.5 (a
-wider or deeper encoder spends more arithmetic on them: compare its minutes). A candidate whose loss diverges is a
-row with kNN NaN, marked diverged, and the benchmark goes on.
+2,000 test queries: `sslgeo_lib.monitor`'s protocol at EvalSettings' sizes; --quick: the smoke preset's), the same
+for the untrained encoder of the same seed (BatchNorm statistics re-estimated on the bank) and the gain over it, the
+linear-probe accuracy of h (trained on the bank, tested on the queries), training images/s and minutes. Screening:
+every candidate changes one thing of today's recipe (the cpu preset before this benchmark), at the same number of
+source images per run, s = 0.5 (a wider or deeper encoder spends more arithmetic on them: compare its minutes). A
+candidate whose loss diverges is a row with kNN NaN, marked diverged, and the benchmark goes on.
 Final: the chosen recipe (`CHOSEN`) at s = 0.5 and s = 1, and its curve, kNN against training minutes (separate
 runs at several budgets, each with its whole schedule), printed and drawn to OUT/recipe_curve.png.
 Objectives: B1's objectives (VICReg, Barlow Twins, BYOL) on the chosen recipe at s = 1, each with the recipe B1
@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sslgeo_lib.config import RunConfig
+from sslgeo_lib.config import EvalSettings, RunConfig
 from sslgeo_lib.data import load_dataset
 from sslgeo_lib.embed import encode
-from sslgeo_lib.monitor import PROTOCOL_BANK, PROTOCOL_QUERIES, knn_of_h, protocol_indices, untrained_encoder
+from sslgeo_lib.monitor import knn_of_h, protocol_indices, untrained_encoder
 from sslgeo_lib.presets import CPU_RECIPE, PRESETS, recipe_label
 from sslgeo_lib.probes import linear_probe
 from sslgeo_lib.store import code_hash
@@ -74,20 +74,21 @@ COLUMNS = ("stage", "recipe", "strength", "seed", "n_train", "epochs", "knn", "k
            "images_per_s", "minutes")
 
 
-def row_key(cfg: RunConfig) -> str:
-    """What a stored row must match to be reused: the config, the training code and the kNN protocol."""
-    return json.dumps({"config": cfg.to_dict(), "code": code_hash(), "protocol": [PROTOCOL_BANK, PROTOCOL_QUERIES]},
+def row_key(cfg: RunConfig, ev: EvalSettings) -> str:
+    """What a stored row must match to be reused: the config, the training code and the kNN protocol (of `ev`)."""
+    return json.dumps({"config": cfg.to_dict(), "code": code_hash(),
+                       "protocol": [ev.protocol_bank, ev.protocol_queries]},
                       sort_keys=True)
 
 
-def run_row(stage: str, name: str, cfg: RunConfig) -> dict:
+def run_row(stage: str, name: str, cfg: RunConfig, ev: EvalSettings) -> dict:
     """Train `cfg` (in a temporary folder, no monitor) and measure it against its untrained encoder; a run whose
     loss diverges is a row with NaN accuracies and diverged=True."""
     data = load_dataset(cfg.dataset)
-    bank, queries = protocol_indices(data)
+    bank, queries = protocol_indices(data, ev)
     head = dict(stage=stage, recipe=name, strength=cfg.strength, seed=cfg.seed,
                 n_train=cfg.n_train or len(data.y_train),
-                epochs=cfg.epochs, config=cfg.to_dict(), key=row_key(cfg))
+                epochs=cfg.epochs, config=cfg.to_dict(), key=row_key(cfg, ev))
     with tempfile.TemporaryDirectory(prefix="sslgeo-recipe-") as work:
         try:
             result = train(cfg, Path(work), progress=sys.stderr.isatty())
@@ -99,8 +100,8 @@ def run_row(stage: str, name: str, cfg: RunConfig) -> dict:
     h_bank = encode(encoder, data.x_train[bank], result.device)
     h_query = encode(encoder, data.x_test[queries], result.device)
     linear = linear_probe(h_bank, data.y_train[bank], h_query, data.y_test[queries], seed=cfg.seed)["accuracy"]
-    knn = knn_of_h(encoder, cfg.dataset, result.device)
-    floor = knn_of_h(untrained_encoder(cfg, result.device), cfg.dataset, result.device)
+    knn = knn_of_h(encoder, cfg.dataset, result.device, ev)
+    floor = knn_of_h(untrained_encoder(cfg, ev, result.device), cfg.dataset, result.device, ev)
     m = result.metrics
     return dict(head, knn=knn, knn_untrained=floor, gain=knn - floor, linear=linear,
                 images_per_s=m["images_per_s"], minutes=m["train_seconds"] / 60)
@@ -242,12 +243,13 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=Path("results/recipe"), help="rows.jsonl and the curve figure")
     ap.add_argument("--markdown", action="store_true", help="print the stored rows as a markdown table and stop")
     ap.add_argument("--quick", action="store_true",
-                    help="smoke size: 2 candidates on 1,000 images, the chosen recipe at 2 epochs")
+                    help="smoke size: 2 candidates on 1,000 images, the chosen recipe at 2 epochs, "
+                         "the smoke preset's kNN protocol")
     args = ap.parse_args(argv)
     unknown = set(args.only or ()) - set(CANDIDATES)
     if unknown:
         ap.error(f"unknown candidate(s) {sorted(unknown)}; accepted: {', '.join(CANDIDATES)}")
-    plan = []
+    plan, ev = [], PRESETS["smoke"].eval if args.quick else EvalSettings()
     if args.quick:
         small = dict(n_train=1000, encoder_width=8, projector_width=64, projector_out=16)
         plan = [(st, name, cfg.replace(**small, epochs=2, warmup_epochs=min(cfg.warmup_epochs, 1)))
@@ -267,15 +269,15 @@ def main(argv=None) -> None:
         print(markdown(done))
         return
     seen = {r.get("key") for r in done}
-    rows = [r for r in done if r.get("key") in {row_key(c) for _, _, c in plan}]
+    rows = [r for r in done if r.get("key") in {row_key(c, ev) for _, _, c in plan}]
     for r in rows:
         print_row(r)
     t0 = time.perf_counter()
     for stage, name, cfg in plan:
-        if row_key(cfg) in seen:
+        if row_key(cfg, ev) in seen:
             continue
-        seen.add(row_key(cfg))
-        row = run_row(stage, name, cfg)
+        seen.add(row_key(cfg, ev))
+        row = run_row(stage, name, cfg, ev)
         with store.open("a") as f:
             f.write(json.dumps(row) + "\n")
         rows.append(row)

@@ -149,13 +149,17 @@ class EvalSettings:
     probe_c_grid: tuple[float, ...] = (1e-2, 1e-1, 1.0)  # inverse L2 strengths of the linear probe (C1)
     probe_val_fraction: float = 0.2    # share of the training subset that picks the probe's C
     retention_test_fraction: float = 0.3  # share of images held out by the C5 parameter regressions
+    protocol_bank: int = 10_000    # the learned gate's kNN protocol (`monitor`): class-balanced training images in
+                                   # its bank, and
+    protocol_queries: int = 2_000  # the test images it classifies (both drawn with seed 0, the same for every run;
+                                   # fewer where the split has fewer)
 
     def __post_init__(self):
         _check_types(self)
         for name in ("n_test", "n_anchor", "n_id", "n_probe_train", "n_probe_test"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 = all), got {getattr(self, name)}")
-        for name in ("n_views", "tangent_k", "tangent_d", "aug_dims", "knn_k"):
+        for name in ("n_views", "tangent_k", "tangent_d", "aug_dims", "knn_k", "protocol_bank", "protocol_queries"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.n_views < 2:

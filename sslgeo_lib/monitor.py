@@ -1,16 +1,16 @@
 """Did the encoder learn? The kNN protocol (the recipe benchmark's, the methods page's and the learned gate's), its
 untrained floor, and the cheaper training-curve monitor (recorded with a run, never shapes it).
 
-The protocol: cosine kNN (k = 20) of h, classifying `PROTOCOL_QUERIES` class-balanced test images against a bank of
-`PROTOCOL_BANK` class-balanced training images (both drawn with seed 0 from the whole splits, the same for every
-run, so that runs and recipes compare). Its floor is the same seed's untrained encoder, with its BatchNorm
-statistics re-estimated on the bank (`untrained_encoder`): an encoder at initialisation in eval mode otherwise
-normalises with the initial running statistics (mean 0, variance 1) and reads lower than an untrained network
-really is.
+The protocol: cosine kNN (k = 20) of h, classifying `protocol_queries` class-balanced test images against a bank of
+`protocol_bank` class-balanced training images (EvalSettings: 2,000 and 10,000 unless a preset says otherwise; both
+drawn with seed 0 from the whole splits, the same for every run, so that runs and recipes compare). Its floor is the
+same seed's untrained encoder, with its BatchNorm statistics re-estimated on the bank (`untrained_encoder`): an
+encoder at initialisation in eval mode otherwise normalises with the initial running statistics (mean 0, variance 1)
+and reads lower than an untrained network really is.
 
 The monitor, measured during training after every `monitor_every` epochs, is smaller so that it costs little:
 `MONITOR_QUERIES` test images against `MONITOR_BANK` images of the run's own training subset. With a fifth of the
-protocol's bank it reads lower than the protocol (fewer neighbours of each class to vote); its curve shows the
+default protocol's bank it reads lower than the protocol (fewer neighbours of each class to vote); its curve shows the
 shape of learning, and the protocol, measured once on the finished run, says how much was learned.
 """
 from __future__ import annotations
@@ -18,36 +18,34 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sslgeo_lib.config import EvalSettings
 from sslgeo_lib.data import load_dataset
 from sslgeo_lib.embed import encode, image_batches, reestimate_batchnorm
 from sslgeo_lib.probes import knn_accuracy
 from sslgeo_lib.training.loop import new_model
 from sslgeo_lib.training.subset import class_balanced_subset
 
-PROTOCOL_BANK = 10_000   # training images in the kNN bank (fewer where the split has fewer)
-PROTOCOL_QUERIES = 2_000  # test images it classifies (fewer where the split has fewer)
 
-
-def protocol_indices(data) -> tuple[np.ndarray, np.ndarray]:
-    """(bank indices in the training split, query indices in the test split) of the protocol."""
-    bank = class_balanced_subset(data.y_train, min(PROTOCOL_BANK, len(data.y_train)), 0)
-    queries = class_balanced_subset(data.y_test, min(PROTOCOL_QUERIES, len(data.y_test)), 0)
+def protocol_indices(data, ev: EvalSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(bank indices in the training split, query indices in the test split) of the protocol of `ev`."""
+    bank = class_balanced_subset(data.y_train, min(ev.protocol_bank, len(data.y_train)), 0)
+    queries = class_balanced_subset(data.y_test, min(ev.protocol_queries, len(data.y_test)), 0)
     return bank, queries
 
 
-def knn_of_h(encoder: torch.nn.Module, dataset: str, device) -> float:
+def knn_of_h(encoder: torch.nn.Module, dataset: str, device, ev: EvalSettings) -> float:
     """The protocol's kNN accuracy of `encoder` on `dataset`. Range [0, 1]; chance 1 / n_classes."""
     data = load_dataset(dataset)
-    bank, queries = protocol_indices(data)
+    bank, queries = protocol_indices(data, ev)
     h_bank = encode(encoder, data.x_train[bank], device=device)
     h_query = encode(encoder, data.x_test[queries], device=device)
     return knn_accuracy(h_bank, data.y_train[bank], h_query, data.y_test[queries])
 
 
-def untrained_encoder(cfg, device="cpu") -> torch.nn.Module:
+def untrained_encoder(cfg, ev: EvalSettings, device="cpu") -> torch.nn.Module:
     """The encoder of `cfg` at initialisation (its seed), BatchNorm statistics re-estimated on the protocol's bank."""
     data = load_dataset(cfg.dataset)
-    bank, _ = protocol_indices(data)
+    bank, _ = protocol_indices(data, ev)
     return reestimate_batchnorm(new_model(cfg).encoder.to(device), image_batches(data.x_train[bank], device))
 
 

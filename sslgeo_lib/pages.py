@@ -129,13 +129,13 @@ def readings(key: str, p: Preset | None = None, gated: bool = True, theory: Theo
             raise RunsMissing(f"page {key}'s runs are not all stored")
     runs = sweep(p, configs=configs) if runs is None else runs
     if pg.group is None:
-        gate = (shape_gate(runs) if pg.runs == "shapes" else gate_of(runs)) if gated else None
+        gate = (shape_gate(runs, p.eval) if pg.runs == "shapes" else gate_of(runs, p.eval)) if gated else None
         table = pg.measure(runs, p.eval)
         return Readings(runs, table, gate, pg.verdicts(table, gate=gate))
     groups = p.beyond.methods if pg.group == "method" else p.beyond.families
     word = "every objective" if pg.group == "method" else "every family"
     table = measures.group_table(runs, p.eval, (pg.group,))
-    learning = learning_table(runs)
+    learning = learning_table(runs, p.eval)
     gates = claims.group_gates(learning, pg.group) if gated else None
     by_group = claims.group_verdicts(table, pg.group, gates)
     headline = {c: claims.across_groups({g: by_group[g][c] for g in groups}, c,

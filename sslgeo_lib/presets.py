@@ -155,7 +155,8 @@ PRESETS = {
     "smoke": Preset("smoke", RunConfig(n_train=1000, encoder_width=8, projector_width=128, projector_out=32,
                                        epochs=4, batch_size=128, monitor_every=1),
                     strengths=(0.0, 1.0), seeds=(0,),
-                    eval=EvalSettings(n_test=500, n_views=4, n_anchor=40, n_id=0, tangent_k=20, n_probe_test=500),
+                    eval=EvalSettings(n_test=500, n_views=4, n_anchor=40, n_id=0, tangent_k=20, n_probe_test=500,
+                                      protocol_bank=2000, protocol_queries=500),
                     shapes=ShapeGrid(shapes=((0, 128), (1, 128), (2, 128), (2, 256), (3, 128)), strong=1.0, weak=0.0),
                     beyond=BeyondGrid(strengths=(1.0,))),
     # Meaningful verdicts on a 2-core CPU; sizes calibrated in docs/recipe.md and the methods chapter.
@@ -186,20 +187,35 @@ NULL_LR = 1e-9          # a learning rate that changes no weight (BatchNorm stat
 NULL_SEEDS = (0, 1, 2)  # three seeds, so that the rule can reach a decision (with one everything is inconclusive)
 NULL_EVAL = EvalSettings(n_test=500, n_views=4, n_anchor=50, n_id=500, tangent_k=20, n_probe_train=2000,
                          n_probe_test=2000)
+NULL_IMAGES = 5000  # training images of the untrained sweep's one epoch (fewer where the preset trains on fewer)
+NULL_STEPS = 32     # the fewest BatchNorm updates of that epoch (momentum 0.1: 1 - 0.9^32 = 97% of the way to the data)
+NULL_SIZES = ("n_test", "n_views", "n_anchor", "n_id", "tangent_k", "n_probe_train", "n_probe_test")
 
 
-def null_preset(p: Preset, n_train: int = 5000, batch_size: int | None = None,
+def null_eval(p: Preset) -> EvalSettings:
+    """`p`'s evaluation (its kNN protocol and probe settings) at NULL_EVAL's sizes, or at p's own where they are
+    smaller (a size of 0 means all, and so is never smaller; p's probes on "the run's own training subset" count as
+    its training images)."""
+    own = dataclasses.replace(p.eval, n_probe_train=p.eval.n_probe_train or p.base.n_train)
+    return dataclasses.replace(p.eval, **{f: min(getattr(NULL_EVAL, f), getattr(own, f) or getattr(NULL_EVAL, f))
+                                          for f in NULL_SIZES})
+
+
+def null_preset(p: Preset, n_train: int | None = None, batch_size: int | None = None,
                 methods: tuple[str, ...] | None = None) -> Preset:
     """An untrained sweep of `p`'s architecture (encoder, widths, projector; D and m as in `p`): learning rate
-    NULL_LR for one epoch of `n_train` images (enough steps for BatchNorm's running statistics to follow the data),
-    s = 0 and p's strongest s, NULL_SEEDS, evaluated at NULL_EVAL's sizes; C6's grid at depths 0 and 2 and B1's
-    objectives (`methods`, default p's) at the strongest s. Nothing in it learned: a claim it supports is the
-    architecture's, not learning's."""
+    NULL_LR for one epoch of `n_train` images (default NULL_IMAGES, or p's training images where fewer) in batches
+    of `batch_size` (default p's, smaller where the epoch would take fewer than NULL_STEPS steps: enough for
+    BatchNorm's running statistics to follow the data), s = 0 and p's strongest s, NULL_SEEDS, evaluated at
+    `null_eval(p)`'s sizes; C6's grid at depths 0 and 2 and B1's objectives (`methods`, default p's) at the
+    strongest s. Nothing in it learned: a claim it supports is the architecture's, not learning's."""
     top = max(p.strengths)
-    base = p.base.replace(lr=NULL_LR, epochs=1, warmup_epochs=0, n_train=n_train,
-                          batch_size=batch_size or p.base.batch_size, monitor_every=0)
+    n_train = n_train or min(NULL_IMAGES, p.base.n_train or NULL_IMAGES)
+    batch_size = batch_size or min(p.base.batch_size, max(n_train // NULL_STEPS, 1))
+    base = p.base.replace(lr=NULL_LR, epochs=1, warmup_epochs=0, n_train=n_train, batch_size=batch_size,
+                          monitor_every=0)
     return dataclasses.replace(
-        p, name=f"{p.name} (untrained)", base=base, strengths=(0.0, top), seeds=NULL_SEEDS, eval=NULL_EVAL,
+        p, name=f"{p.name} (untrained)", base=base, strengths=(0.0, top), seeds=NULL_SEEDS, eval=null_eval(p),
         shapes=ShapeGrid(shapes=((0, base.projector_width), (2, base.projector_width)), strong=top, weak=top,
                          weak_depths=()),
         beyond=BeyondGrid(methods=methods or p.beyond.methods, families=(), strengths=(top,), recipes=()),

@@ -6,8 +6,8 @@ import os
 
 import pandas as pd
 
-from sslgeo_lib import monitor, probes  # by module: tests set the protocol's sizes and spy on the probe
-from sslgeo_lib.config import RunConfig
+from sslgeo_lib import monitor, probes  # by module: tests spy on the kNN protocol and the probe
+from sslgeo_lib.config import EvalSettings, RunConfig
 from sslgeo_lib.data import load_dataset
 from sslgeo_lib.embed import encode, exact_fp32, feature_device, split_indices
 from sslgeo_lib.executor import resolve_executor, train_runs
@@ -85,8 +85,8 @@ def training_curves(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(loss), pd.DataFrame(knn)
 
 
-def learning_table(runs: list[Run], device=None) -> pd.DataFrame:
-    """Did each run's encoder learn? Per run, on the kNN protocol (`monitor`): the accuracy of its h, the same
+def learning_table(runs: list[Run], ev: EvalSettings, device=None) -> pd.DataFrame:
+    """Did each run's encoder learn? Per run, on the kNN protocol of `ev` (`monitor`): the accuracy of its h, the same
     for its untrained encoder (same seed, BatchNorm statistics re-estimated on the bank) and the paired gain;
     cached with the run. Columns: strength, seed, method, augment_family, projector_depth, knn, knn_untrained,
     gain."""
@@ -94,12 +94,12 @@ def learning_table(runs: list[Run], device=None) -> pd.DataFrame:
     rows = []
     for r in runs:
         def compute(r=r):
-            untrained = monitor.untrained_encoder(r.config, device)
+            untrained = monitor.untrained_encoder(r.config, ev, device)
             with exact_fp32():
-                return [{"knn": monitor.knn_of_h(r.model(device).encoder, r.config.dataset, device),
-                         "knn_untrained": monitor.knn_of_h(untrained, r.config.dataset, device)}]
+                return [{"knn": monitor.knn_of_h(r.model(device).encoder, r.config.dataset, device, ev),
+                         "knn_untrained": monitor.knn_of_h(untrained, r.config.dataset, device, ev)}]
 
-        settings = {"bank": monitor.PROTOCOL_BANK, "queries": monitor.PROTOCOL_QUERIES, "device": device.type}
+        settings = {"bank": ev.protocol_bank, "queries": ev.protocol_queries, "device": device.type}
         (row,) = r.cached("learning", settings, compute, ("monitor.py", "embed.py", "probes.py"))
         c = r.config
         rows.append({"strength": c.strength, "seed": c.seed, "method": c.method, "augment_family": c.augment_family,
@@ -116,27 +116,27 @@ def untrained_baseline(preset: Preset) -> pd.DataFrame:
     rows = []
     for seed in preset.seeds:
         cfg = preset.base.replace(seed=seed)
-        encoder = monitor.untrained_encoder(cfg, device)
+        encoder = monitor.untrained_encoder(cfg, ev, device)
         train = split_indices(cfg, "train", data.y_train, ev.n_probe_train)  # the probe images of trained runs
         test = split_indices(cfg, "test", data.y_test, ev.test_size(len(data.y_test)))
         h_train = encode(encoder, data.x_train[train], device)
         h_test = encode(encoder, data.x_test[test], device)
-        rows.append({"seed": seed, "knn": monitor.knn_of_h(encoder, cfg.dataset, device),
+        rows.append({"seed": seed, "knn": monitor.knn_of_h(encoder, cfg.dataset, device, ev),
                      "linear": probes.linear_probe(h_train, data.y_train[train], h_test, data.y_test[test],
                                             ev.probe_c_grid, ev.probe_val_fraction, seed)["accuracy"]})
     return pd.DataFrame(rows)
 
 
-def gate_of(runs: list[Run], device=None):
+def gate_of(runs: list[Run], ev: EvalSettings, device=None):
     """The learned gate (rule v3, `stats.learned_gate`) of runs that differ only in strength and seed, from their
     `learning_table`."""
-    return learned_gate(learning_table(runs, device))
+    return learned_gate(learning_table(runs, ev, device))
 
 
-def shape_gate(runs: list[Run], reference_depth: int = 2, device=None):
+def shape_gate(runs: list[Run], ev: EvalSettings, reference_depth: int = 2, device=None):
     """C6's learned gate: a strength passes where both the depth-0 runs and the reference runs (depth
     `reference_depth` at its smallest width, as `claims.shape_verdicts` compares) learned."""
     ref = [r for r in runs if r.config.projector_depth == reference_depth]
     width = min(r.config.projector_width for r in ref)
-    zero = gate_of([r for r in runs if r.config.projector_depth == 0], device)
-    return zero.both(gate_of([r for r in ref if r.config.projector_width == width], device))
+    zero = gate_of([r for r in runs if r.config.projector_depth == 0], ev, device)
+    return zero.both(gate_of([r for r in ref if r.config.projector_width == width], ev, device))

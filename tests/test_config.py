@@ -162,6 +162,27 @@ def test_an_objectives_schedule_multiplies_the_presets_epochs():
         BeyondGrid(schedules=(("simsiam", 2.0),))
 
 
+def test_the_untrained_sweep_is_the_presets_architecture_at_the_null_sizes():
+    """The null's sizes are NULL_EVAL's, or the preset's own where smaller; its one epoch is NULL_IMAGES images
+    (fewer where the preset trains on fewer) in at least NULL_STEPS steps; nothing else of the architecture moves."""
+    from sslgeo_lib.presets import NULL_EVAL, NULL_IMAGES, NULL_LR, NULL_STEPS, null_preset
+
+    cpu, smoke = null_preset(PRESETS["cpu"]), null_preset(PRESETS["smoke"])
+    assert cpu.eval == NULL_EVAL and (cpu.base.n_train, cpu.base.batch_size) == (NULL_IMAGES, 128)  # cpu: all larger
+    assert smoke.base.n_train == 1000 and smoke.base.batch_size == 1000 // NULL_STEPS == 31
+    assert (smoke.eval.n_test, smoke.eval.n_anchor, smoke.eval.n_probe_test) == (500, 40, 500)  # smoke's own
+    assert smoke.eval.n_probe_train == 1000  # smoke probes on its runs' own 1,000 training images
+    assert (smoke.eval.protocol_bank, smoke.eval.protocol_queries) == (2000, 500)  # the gate's protocol: smoke's
+    assert (smoke.eval.n_id, smoke.eval.n_views) == (NULL_EVAL.n_id, 4)  # smoke's n_id 0 means all: not smaller
+    gpu = null_preset(PRESETS["gpu"])
+    assert gpu.base.batch_size == NULL_IMAGES // NULL_STEPS and gpu.eval == NULL_EVAL  # 512 would be 9 steps
+    for null, p in ((cpu, PRESETS["cpu"]), (smoke, PRESETS["smoke"])):
+        assert null.base.lr == NULL_LR and null.base.epochs == 1 and len(null.seeds) == 3
+        assert (null.base.encoder, null.base.encoder_width, null.base.projector_out) == \
+            (p.base.encoder, p.base.encoder_width, p.base.projector_out)
+    assert null_preset(PRESETS["cpu"], n_train=1000, batch_size=64).base.batch_size == 64
+
+
 def test_method_family_and_dataset_fields_are_checked():
     with pytest.raises(ValueError, match="RunConfig.method='simsiam' is unknown; accepted: simclr, vicreg, "
                                          "barlow_twins, byol"):

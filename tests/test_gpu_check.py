@@ -39,9 +39,11 @@ def test_dry_check_runs_every_step(cifar, tmp_path):
 
 
 @pytest.mark.slow
-def test_dry_book_builds_the_core_chapters_and_writes_verdicts(cifar, tmp_path):
+def test_dry_book_builds_the_core_chapters_and_writes_verdicts(html, book_config, tmp_path):
+    """With the smoke book's configuration (`--config`), whose jupyter-cache holds every notebook executed by that
+    build (the `html` fixture): the script's steps run, the notebooks are not executed a second time."""
     out = tmp_path / "book"
-    r = _check("--dry", "--book", out)
+    r = _check("--dry", "--book", "--config", book_config, out)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert _times(out) == {"train": 0, "build": 0, "verdicts": 0}
     record = json.loads((out / "verdicts.json").read_text())
@@ -53,13 +55,21 @@ def test_dry_book_builds_the_core_chapters_and_writes_verdicts(cifar, tmp_path):
 
 def test_bad_option_is_refused_with_what_is_accepted(tmp_path):
     r = _check("--fast", tmp_path)
-    assert (r.returncode == 2
-            and "unknown option --fast (accepted: --dry, --book, --wheels DIR, OUTDIR; --help)" in r.stderr)
+    assert r.returncode == 2
+    assert "unknown option --fast (accepted: --dry, --book, --config FILE, --wheels DIR, OUTDIR; --help)" in r.stderr
 
 
 def test_wheels_must_name_a_folder(tmp_path):
     r = _check("--wheels", tmp_path / "none", tmp_path / "out")
     assert r.returncode == 2 and "--wheels needs a folder of wheels" in r.stderr
+
+
+def test_config_must_name_a_file_and_goes_with_book(tmp_path):
+    r = _check("--dry", "--book", "--config", tmp_path / "none.yml", tmp_path / "out")
+    assert r.returncode == 2 and "--config needs a book configuration file" in r.stderr
+    (tmp_path / "c.yml").write_text("title: x\n")
+    r = _check("--dry", "--config", tmp_path / "c.yml", tmp_path / "out")
+    assert r.returncode == 2 and "--config is for --book only" in r.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")

@@ -176,13 +176,13 @@ def test_learning_table_pairs_each_run_with_its_own_untrained_encoder(setup, mon
     from sslgeo_lib import monitor
     from sslgeo_lib.sweep import learning_table
 
-    _, runs, _ = setup
-    df = learning_table(runs)
+    ev, runs, _ = setup
+    df = learning_table(runs, ev)
     assert len(df) == len(runs) and np.allclose(df["gain"], df["knn"] - df["knn_untrained"])
     by_seed = df.groupby("seed")["knn_untrained"].nunique()
     assert (by_seed == 1).all() and df.groupby("seed")["knn_untrained"].first().nunique() == 2
     monkeypatch.setattr(monitor, "knn_of_h", lambda *a: pytest.fail("recomputed"))
-    assert learning_table(runs).equals(df)
+    assert learning_table(runs, ev).equals(df)
 
 
 def test_batchnorm_reestimation_gives_the_bank_statistics():

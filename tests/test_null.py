@@ -1,5 +1,7 @@
 """The whole-pipeline null of rule v3: a sweep of untrained networks (learning rate ~0) of the cpu preset's
 architecture (D = 256, m = 128), 3 seeds, run through every claim's verdict code (C1-C6, B1), supports nothing."""
+import dataclasses
+
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -7,16 +9,20 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def readings(cifar, tmp_path_factory):
-    from sslgeo_lib import monitor
     from sslgeo_lib.presets import PRESETS, null_preset
     from sslgeo_lib.summary import every_reading, readings_frame
 
     mp = pytest.MonkeyPatch()
     mp.setenv("SSLGEO_RUNS", str(tmp_path_factory.mktemp("null-runs")))
-    mp.setattr(monitor, "PROTOCOL_BANK", 2000)  # the learned gate's kNN protocol, smaller for the suite
-    mp.setattr(monitor, "PROTOCOL_QUERIES", 500)
-    p = null_preset(PRESETS["cpu"], n_train=1000, batch_size=32, methods=("byol",))  # B1's code with one objective
+    # the cpu preset's architecture; its probes at 1,000 training and test images (half the book's null) and the
+    # learned gate's kNN protocol at the smoke preset's sizes; B1's code with one objective
+    cpu = PRESETS["cpu"]
+    cpu = dataclasses.replace(cpu, eval=cpu.eval.replace(n_probe_train=1000, n_probe_test=1000, protocol_bank=2000,
+                                                         protocol_queries=500))
+    p = null_preset(cpu, n_train=1000, methods=("byol",))
     assert p.base.encoder_width * 8 == 256 and p.base.projector_out == 128 and len(p.seeds) == 3
+    assert p.base.batch_size == 31 and p.eval.n_probe_train == 1000 and p.eval.n_test == 500
+    assert (p.eval.protocol_bank, p.eval.protocol_queries) == (2000, 500)
     try:
         yield readings_frame(every_reading(p, gated=False)), readings_frame(every_reading(p, gated=True))
     finally:
