@@ -152,11 +152,13 @@ CPU_RECIPE = dict(n_train=0, epochs=7, batch_size=128, temperature=0.2)
 
 PRESETS = {
     # The whole book in minutes, for tests and CI: one seed, so verdicts come out "not tested" or "inconclusive".
+    # Smaller evaluation: 500 test images, the kNN protocol at 2,000 and 500, one C for the linear probe (picking C
+    # on a validation split is the probe's tests').
     "smoke": Preset("smoke", RunConfig(n_train=1000, encoder_width=8, projector_width=128, projector_out=32,
                                        epochs=4, batch_size=128, monitor_every=1),
                     strengths=(0.0, 1.0), seeds=(0,),
                     eval=EvalSettings(n_test=500, n_views=4, n_anchor=40, n_id=0, tangent_k=20, n_probe_test=500,
-                                      protocol_bank=2000, protocol_queries=500),
+                                      probe_c_grid=(0.1,), protocol_bank=2000, protocol_queries=500),
                     shapes=ShapeGrid(shapes=((0, 128), (1, 128), (2, 128), (2, 256), (3, 128)), strong=1.0, weak=0.0),
                     beyond=BeyondGrid(strengths=(1.0,))),
     # Meaningful verdicts on a 2-core CPU; sizes calibrated in docs/recipe.md and the methods chapter.

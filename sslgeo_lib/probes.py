@@ -75,17 +75,20 @@ def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y
     """Multinomial logistic regression on standardised features, C picked on a stratified validation split
     of the training set (the first C with the best validation accuracy), refit on all of it.
     Returns {"accuracy": test accuracy, "C": chosen C, "grad": the largest final gradient of any fit}.
-    Range [0, 1]; chance is 1 / n_classes. Fits are warm-started along the grid (largest penalty first)."""
+    Range [0, 1]; chance is 1 / n_classes. Fits are warm-started along the grid (largest penalty first). A grid of
+    one C has nothing to pick: the probe is that C's fit on all of the training set."""
     n_classes = int(max(y_train.max(), y_test.max())) + 1
-    x_fit, x_val, y_fit, y_val = train_test_split(x_train, y_train, test_size=val_fraction,
-                                                  stratify=y_train, random_state=seed)
-    a_fit, a_val = _standardise(x_fit, x_val)
-    scores, fits, grads, init = {}, {}, [], None
-    for c in sorted(c_grid):
-        w, b, g = softmax_regression(a_fit, y_fit, n_classes, c, init)
-        scores[c], fits[c], init = _accuracy(w, b, a_val, y_val), (w, b), (w, b)
-        grads.append(g)
-    best = max(c_grid, key=lambda c: (scores[c], -list(c_grid).index(c)))
+    fits, grads, best = {c: None for c in c_grid}, [], c_grid[0]
+    if len(c_grid) > 1:
+        x_fit, x_val, y_fit, y_val = train_test_split(x_train, y_train, test_size=val_fraction,
+                                                      stratify=y_train, random_state=seed)
+        a_fit, a_val = _standardise(x_fit, x_val)
+        scores, init = {}, None
+        for c in sorted(c_grid):
+            w, b, g = softmax_regression(a_fit, y_fit, n_classes, c, init)
+            scores[c], fits[c], init = _accuracy(w, b, a_val, y_val), (w, b), (w, b)
+            grads.append(g)
+        best = max(c_grid, key=lambda c: (scores[c], -list(c_grid).index(c)))
     a_train, a_test = _standardise(x_train, x_test)
     w, b, g = softmax_regression(a_train, y_train, n_classes, best, fits[best])  # warm start: same optimum
     return {"accuracy": _accuracy(w, b, a_test, y_test), "C": best, "grad": max(grads + [g])}

@@ -36,6 +36,18 @@ def test_linear_probe_separable_vs_random_labels():
     assert shuffled["accuracy"] < 0.45
 
 
+def test_a_grid_of_one_c_is_that_cs_fit_on_the_whole_training_set():
+    from sslgeo_lib.probes import _accuracy, _standardise, softmax_regression
+
+    x, y = _overlapping(1000, 8)
+    q, qy = _overlapping(500, 9)
+    out = linear_probe(x, y, q, qy, c_grid=(0.1,), seed=0)
+    a, b = _standardise(x, q)
+    w, bias, grad = softmax_regression(a, y, 10, 0.1)
+    assert out == {"accuracy": _accuracy(w, bias, b, qy), "C": 0.1, "grad": grad}
+    assert 0.3 < out["accuracy"] < 0.95
+
+
 def test_parameter_retention_known_answers():
     rng = np.random.default_rng(0)
     n, k = 300, 4
