@@ -87,7 +87,7 @@ if [ -n "$missing" ]; then
 fi
 if [ $dry -eq 1 ]; then
   preset=smoke; device="none: a dry run on the CPU"
-  short=(-p preset smoke -p epochs 1 -p strengths "[0.0, 1.0]" -p seeds "[0]")
+  short=(-p preset smoke)  # the smoke preset's own C2 sweep: s = 0 and 1, one seed (runs a smoke book has already)
 else
   preset=$([ $book -eq 1 ] && echo gpu-lite || echo gpu)
   "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || {

@@ -14,14 +14,15 @@ def readings(cifar, tmp_path_factory):
 
     mp = pytest.MonkeyPatch()
     mp.setenv("SSLGEO_RUNS", str(tmp_path_factory.mktemp("null-runs")))
-    # the cpu preset's architecture; its probes at 1,000 training and test images (half the book's null) and the
-    # learned gate's kNN protocol at 1,000 bank and 250 query images; B1's code with one objective
+    # the cpu preset's architecture; its probes at 500 training and 1,000 test images, 25 anchors (a quarter and
+    # a half of the book's null) and the learned gate's kNN protocol at 1,000 bank and 250 query images; B1's code
+    # with one objective
     cpu = PRESETS["cpu"]
-    cpu = dataclasses.replace(cpu, eval=cpu.eval.replace(n_probe_train=1000, n_probe_test=1000, protocol_bank=1000,
-                                                         protocol_queries=250))
+    cpu = dataclasses.replace(cpu, eval=cpu.eval.replace(n_probe_train=500, n_probe_test=1000, n_anchor=25,
+                                                         protocol_bank=1000, protocol_queries=250))
     p = null_preset(cpu, n_train=1000, methods=("byol",))
     assert p.base.encoder_width * 8 == 256 and p.base.projector_out == 128 and len(p.seeds) == 3
-    assert p.base.batch_size == 31 and p.eval.n_probe_train == 1000 and p.eval.n_test == 500
+    assert p.base.batch_size == 31 and p.eval.n_probe_train == 500 and p.eval.n_test == 500
     assert (p.eval.protocol_bank, p.eval.protocol_queries) == (1000, 250)
     try:
         yield readings_frame(every_reading(p, gated=False)), readings_frame(every_reading(p, gated=True))
