@@ -39,7 +39,7 @@ from sslgeo_lib.data import load_dataset
 from sslgeo_lib.embed import encode
 from sslgeo_lib.monitor import knn_of_h, protocol_indices, untrained_encoder
 from sslgeo_lib.presets import CPU_RECIPE, PRESETS, recipe_label
-from sslgeo_lib.probes import linear_probe
+from sslgeo_lib.probes import knn_accuracy, linear_probe
 from sslgeo_lib.store import code_hash
 from sslgeo_lib.training.loop import train
 
@@ -100,7 +100,7 @@ def run_row(stage: str, name: str, cfg: RunConfig, ev: EvalSettings) -> dict:
     h_bank = encode(encoder, data.x_train[bank], result.device)
     h_query = encode(encoder, data.x_test[queries], result.device)
     linear = linear_probe(h_bank, data.y_train[bank], h_query, data.y_test[queries], seed=cfg.seed)["accuracy"]
-    knn = knn_of_h(encoder, cfg.dataset, result.device, ev)
+    knn = knn_accuracy(h_bank, data.y_train[bank], h_query, data.y_test[queries])  # knn_of_h on the features above
     floor = knn_of_h(untrained_encoder(cfg, ev, result.device), cfg.dataset, result.device, ev)
     m = result.metrics
     return dict(head, knn=knn, knn_untrained=floor, gain=knn - floor, linear=linear,
