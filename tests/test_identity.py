@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from sslgeo_lib import OPTIONAL_PACKAGES, store
@@ -17,20 +16,37 @@ from sslgeo_lib.config import RunConfig
 LIB = Path(__file__).resolve().parents[1] / "sslgeo_lib"
 TINY = RunConfig(n_train=256, encoder_width=4, projector_width=16, projector_out=8, epochs=1, batch_size=64,
                  monitor_every=1, strength=0.5)
-KEYS = ("from sslgeo_lib import store\nfrom sslgeo_lib.config import RunConfig\n"
-        "from sslgeo_lib.embed import FEATURE_CODE\nfrom sslgeo_lib.measures import MEASURE_CODE\n"
-        "import json, sys\ncfg = RunConfig(**json.loads(sys.argv[1]))\n"
-        "print(json.dumps([store.run_id(cfg), store.code_hash(FEATURE_CODE), store.code_hash(MEASURE_CODE)]))")
+# The keys of each package copy named on the command line, each imported afresh in one process (the packages it
+# imports, torch among them, load once): [run id, feature-cache code key, measure-cache code key] per copy.
+KEYS = """
+import importlib, json, sys
+from pathlib import Path
+out = []
+for root in sys.argv[2:]:
+    for name in [m for m in sys.modules if m.split(".")[0] == "sslgeo_lib"]:
+        del sys.modules[name]
+    sys.path[0] = root
+    importlib.invalidate_caches()
+    store = importlib.import_module("sslgeo_lib.store")
+    assert Path(store.__file__).is_relative_to(root), (store.__file__, root)
+    cfg = importlib.import_module("sslgeo_lib.config").RunConfig(**json.loads(sys.argv[1]))
+    out.append([store.run_id(cfg), store.code_hash(importlib.import_module("sslgeo_lib.embed").FEATURE_CODE),
+                store.code_hash(importlib.import_module("sslgeo_lib.measures").MEASURE_CODE)])
+print(json.dumps(out))
+"""
 
 
-def _keys_of_a_copy(tmp_path, edit) -> list[str]:
-    """(run id, feature-cache code key, measure-cache code key) computed by a copy of the package after `edit`."""
-    root = tmp_path / "copy"
-    shutil.copytree(LIB, root / "sslgeo_lib", ignore=shutil.ignore_patterns("__pycache__"))
-    edit(root / "sslgeo_lib")
-    out = subprocess.run([sys.executable, "-c", KEYS, json.dumps(TINY.to_dict())], cwd=root, check=True,
-                         capture_output=True, text=True, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin",
-                                                              **_data_env()})
+def _keys_of_copies(tmp_path, *edits) -> list[list[str]]:
+    """For each edit, a copy of the package after it: (run id, feature-cache code key, measure-cache code key)
+    computed by that copy, in a process that has nothing else of the package."""
+    roots = []
+    for i, edit in enumerate(edits):
+        roots.append(tmp_path / f"copy{i}")
+        shutil.copytree(LIB, roots[-1] / "sslgeo_lib", ignore=shutil.ignore_patterns("__pycache__"))
+        edit(roots[-1] / "sslgeo_lib")
+    out = subprocess.run([sys.executable, "-c", KEYS, json.dumps(TINY.to_dict()), *map(str, roots)],
+                         cwd=tmp_path, check=True, capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", **_data_env()})
     return json.loads(out.stdout)
 
 
@@ -50,14 +66,18 @@ def _outside(pkg):
 
 
 def test_editing_any_module_outside_the_boundary_keeps_every_run(cifar, tmp_path):
-    before = [store.run_id(TINY)]
-    assert _keys_of_a_copy(tmp_path, _append_comment(_outside))[0] == before[0]
+    assert _keys_of_copies(tmp_path, _append_comment(_outside))[0][0] == store.run_id(TINY)
 
 
-@pytest.mark.parametrize("module", ["training/models.py", "training/augment.py", "training/loop.py",
-                                    "training/losses.py", "training/subset.py"])
-def test_changing_the_weight_shaping_code_names_new_runs(cifar, tmp_path, module):
-    assert _keys_of_a_copy(tmp_path, _append_comment(lambda pkg: [pkg / module]))[0] != store.run_id(TINY)
+WEIGHT_SHAPING = ["training/models.py", "training/augment.py", "training/loop.py", "training/losses.py",
+                  "training/subset.py"]
+
+
+def test_changing_the_weight_shaping_code_names_new_runs(cifar, tmp_path):
+    keys = _keys_of_copies(tmp_path, *[_append_comment(lambda pkg, m=m: [pkg / m]) for m in WEIGHT_SHAPING])
+    for module, (rid, *_) in zip(WEIGHT_SHAPING, keys):
+        assert rid != store.run_id(TINY), module
+    assert len({k[0] for k in keys}) == len(WEIGHT_SHAPING)  # each file is hashed as itself
 
 
 def test_editing_plots_glue_verdicts_or_presets_recomputes_no_cache(cifar, tmp_path):
@@ -66,11 +86,11 @@ def test_editing_plots_glue_verdicts_or_presets_recomputes_no_cache(cifar, tmp_p
 
     edit = _append_comment(lambda pkg: [pkg / m for m in ("plots.py", "report.py", "claims.py", "stats.py",
                                                           "presets.py", "cli.py", "sweep.py", "store.py")])
-    keys = _keys_of_a_copy(tmp_path, edit)
+    keys, geometry, embed = _keys_of_copies(tmp_path, edit, _append_comment(lambda pkg: [pkg / "geometry.py"]),
+                                            _append_comment(lambda pkg: [pkg / "embed.py"]))
     assert keys == [store.run_id(TINY), store.code_hash(FEATURE_CODE), store.code_hash(MEASURE_CODE)]
     # while the code that computes a cache does key it
-    assert _keys_of_a_copy(tmp_path / "b", _append_comment(lambda pkg: [pkg / "geometry.py"]))[2] != keys[2]
-    assert _keys_of_a_copy(tmp_path / "c", _append_comment(lambda pkg: [pkg / "embed.py"]))[1] != keys[1]
+    assert geometry[2] != keys[2] and embed[1] != keys[1]
 
 
 def test_the_data_fingerprint_is_part_of_the_id(cifar, monkeypatch):
