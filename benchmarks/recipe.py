@@ -37,7 +37,7 @@ import numpy as np
 from sslgeo_lib.config import EvalSettings, RunConfig
 from sslgeo_lib.data import load_dataset
 from sslgeo_lib.embed import encode
-from sslgeo_lib.monitor import knn_of_h, protocol_indices, untrained_encoder
+from sslgeo_lib.monitor import protocol_indices, untrained_knn
 from sslgeo_lib.presets import CPU_RECIPE, PRESETS, recipe_label
 from sslgeo_lib.probes import knn_accuracy, linear_probe
 from sslgeo_lib.store import code_hash
@@ -101,7 +101,7 @@ def run_row(stage: str, name: str, cfg: RunConfig, ev: EvalSettings) -> dict:
     h_query = encode(encoder, data.x_test[queries], result.device)
     linear = linear_probe(h_bank, data.y_train[bank], h_query, data.y_test[queries], seed=cfg.seed)["accuracy"]
     knn = knn_accuracy(h_bank, data.y_train[bank], h_query, data.y_test[queries])  # knn_of_h on the features above
-    floor = knn_of_h(untrained_encoder(cfg, ev, result.device), cfg.dataset, result.device, ev)
+    floor = untrained_knn(cfg, ev, result.device)
     m = result.metrics
     return dict(head, knn=knn, knn_untrained=floor, gain=knn - floor, linear=linear,
                 images_per_s=m["images_per_s"], minutes=m["train_seconds"] / 60)

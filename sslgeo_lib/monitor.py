@@ -15,12 +15,14 @@ shape of learning, and the protocol, measured once on the finished run, says how
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
 from sslgeo_lib.config import EvalSettings
 from sslgeo_lib.data import load_dataset
-from sslgeo_lib.embed import encode, image_batches, reestimate_batchnorm
+from sslgeo_lib.embed import encode, exact_fp32, image_batches, reestimate_batchnorm
 from sslgeo_lib.probes import knn_accuracy
 from sslgeo_lib.training.loop import new_model
 from sslgeo_lib.training.subset import class_balanced_subset
@@ -44,9 +46,33 @@ def knn_of_h(encoder: torch.nn.Module, dataset: str, device, ev: EvalSettings) -
 
 def untrained_encoder(cfg, ev: EvalSettings, device="cpu") -> torch.nn.Module:
     """The encoder of `cfg` at initialisation (its seed), BatchNorm statistics re-estimated on the protocol's bank."""
-    data = load_dataset(cfg.dataset)
+    return _reestimated(new_model(cfg).encoder, cfg.dataset, ev, device)
+
+
+def _reestimated(encoder: torch.nn.Module, dataset: str, ev: EvalSettings, device) -> torch.nn.Module:
+    data = load_dataset(dataset)
     bank, _ = protocol_indices(data, ev)
-    return reestimate_batchnorm(new_model(cfg).encoder.to(device), image_batches(data.x_train[bank], device))
+    return reestimate_batchnorm(encoder.to(device), image_batches(data.x_train[bank], device))
+
+
+_UNTRAINED_KNN: dict[str, float] = {}  # untrained_knn's results in this process, by what determines them
+
+
+def untrained_knn(cfg, ev: EvalSettings, device="cpu") -> float:
+    """The protocol's kNN accuracy of `cfg`'s untrained encoder (`untrained_encoder`, in fp32: `exact_fp32`),
+    computed once per process for each initial encoder: it depends only on that encoder (its modules and initial
+    weights, which the runs of one seed share whatever their strength, objective or projector), the data, the
+    protocol and the device, which key it."""
+    encoder = new_model(cfg).encoder
+    key = hashlib.sha256(f"{encoder!r}|{cfg.dataset}|{ev.protocol_bank}|{ev.protocol_queries}|"
+                         f"{torch.device(device)}".encode())
+    for name, tensor in encoder.state_dict().items():
+        key.update(name.encode() + tensor.cpu().numpy().tobytes())
+    if key.hexdigest() not in _UNTRAINED_KNN:
+        with exact_fp32():
+            _UNTRAINED_KNN[key.hexdigest()] = knn_of_h(_reestimated(encoder, cfg.dataset, ev, device), cfg.dataset,
+                                                       device, ev)
+    return _UNTRAINED_KNN[key.hexdigest()]
 
 
 MONITOR_BANK = 2000    # training images in the monitor's bank (from the run's own subset)

@@ -94,10 +94,9 @@ def learning_table(runs: list[Run], ev: EvalSettings, device=None) -> pd.DataFra
     rows = []
     for r in runs:
         def compute(r=r):
-            untrained = monitor.untrained_encoder(r.config, ev, device)
             with exact_fp32():
-                return [{"knn": monitor.knn_of_h(r.model(device).encoder, r.config.dataset, device, ev),
-                         "knn_untrained": monitor.knn_of_h(untrained, r.config.dataset, device, ev)}]
+                knn = monitor.knn_of_h(r.model(device).encoder, r.config.dataset, device, ev)
+            return [{"knn": knn, "knn_untrained": monitor.untrained_knn(r.config, ev, device)}]
 
         settings = {"bank": ev.protocol_bank, "queries": ev.protocol_queries, "device": device.type}
         (row,) = r.cached("learning", settings, compute, ("monitor.py", "embed.py", "probes.py"))
@@ -121,7 +120,7 @@ def untrained_baseline(preset: Preset) -> pd.DataFrame:
         test = split_indices(cfg, "test", data.y_test, ev.test_size(len(data.y_test)))
         h_train = encode(encoder, data.x_train[train], device)
         h_test = encode(encoder, data.x_test[test], device)
-        rows.append({"seed": seed, "knn": monitor.knn_of_h(encoder, cfg.dataset, device, ev),
+        rows.append({"seed": seed, "knn": monitor.untrained_knn(cfg, ev, device),
                      "linear": probes.linear_probe(h_train, data.y_train[train], h_test, data.y_test[test],
                                             ev.probe_c_grid, ev.probe_val_fraction, seed)["accuracy"]})
     return pd.DataFrame(rows)

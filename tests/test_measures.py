@@ -185,6 +185,30 @@ def test_learning_table_pairs_each_run_with_its_own_untrained_encoder(setup, mon
     assert learning_table(runs, ev).equals(df)
 
 
+def test_the_untrained_knn_is_computed_once_per_initial_encoder(cifar, monkeypatch):
+    """`untrained_knn` equals the protocol's kNN of `untrained_encoder`, and runs of one seed that differ in what
+    training does (strength, objective, projector) share it: it is computed again only for another seed or
+    another encoder."""
+    from sslgeo_lib import monitor
+    from sslgeo_lib.config import EvalSettings, RunConfig
+
+    ev = EvalSettings(protocol_bank=300, protocol_queries=100)
+    base = RunConfig(encoder_width=4, projector_width=16, projector_out=8)
+    computed = []
+    knn_of_h = monitor.knn_of_h
+    monkeypatch.setattr(monitor, "_UNTRAINED_KNN", {})
+    monkeypatch.setattr(monitor, "knn_of_h", lambda *a: computed.append(a[1:]) or knn_of_h(*a))
+    first = monitor.untrained_knn(base, ev)
+    assert first == knn_of_h(monitor.untrained_encoder(base, ev), "cifar10", "cpu", ev) and len(computed) == 1
+    for same in (base.replace(strength=0.0), base.replace(method="byol"), base.replace(projector_depth=3)):
+        assert monitor.untrained_knn(same, ev) == first
+    assert len(computed) == 1
+    other = [monitor.untrained_knn(c, ev) for c in (base.replace(seed=1), base.replace(encoder_width=8))]
+    assert len(computed) == 3 and other[0] != first
+    monitor.untrained_knn(base, ev.replace(protocol_bank=200))
+    assert len(computed) == 4
+
+
 def test_batchnorm_reestimation_gives_the_bank_statistics():
     """After re-estimation, each BatchNorm's running mean is the mean of its input over the images (one batch
     here, so exact), and the encoder is left in eval mode."""
