@@ -132,12 +132,26 @@ def readings(key: str, p: Preset | None = None, gated: bool = True, theory: Theo
         gate = (shape_gate(runs, p.eval) if pg.runs == "shapes" else gate_of(runs, p.eval)) if gated else None
         table = pg.measure(runs, p.eval)
         return Readings(runs, table, gate, pg.verdicts(table, gate=gate))
-    groups = p.beyond.methods if pg.group == "method" else p.beyond.families
-    word = "every objective" if pg.group == "method" else "every family"
     table = measures.group_table(runs, p.eval, (pg.group,))
     learning = learning_table(runs, p.eval)
     gates = claims.group_gates(learning, pg.group) if gated else None
+    return Readings(runs, table, gates, *_group_verdicts(pg, p, table, gates), learning)
+
+
+def _group_verdicts(pg: Page, p: Preset, table: pd.DataFrame, gates: dict | None):
+    """B1 / B2: ({"primary": C2 across the groups, "C1": ..., "C5": ...}, {group: {claim: ClaimResult}})."""
+    groups = p.beyond.methods if pg.group == "method" else p.beyond.families
+    word = "every objective" if pg.group == "method" else "every family"
     by_group = claims.group_verdicts(table, pg.group, gates)
     headline = {c: claims.across_groups({g: by_group[g][c] for g in groups}, c,
                                         f"{measures.SHAPE_STATISTICS[c]}, {word}") for c in GROUP_READINGS}
-    return Readings(runs, table, gates, {"primary": headline["C2"], **headline}, by_group, learning)
+    return {"primary": headline["C2"], **headline}, by_group
+
+
+def ungated_verdicts(key: str, p: Preset, r: Readings) -> dict[str, ClaimResult]:
+    """Page `key`'s verdicts from the table of its readings `r` with no learned gate: what
+    `readings(key, p, gated=False)` gives, without computing the table again."""
+    pg = page(key)
+    if pg.runs in ("toy", "none"):
+        raise ValueError(f"page {key} has no learned gate to drop")
+    return pg.verdicts(r.table, gate=None) if pg.group is None else _group_verdicts(pg, p, r.table, None)[0]

@@ -8,7 +8,7 @@ import time
 
 import pandas as pd
 
-from sslgeo_lib.pages import CLAIMS, CORE_CLAIMS, PAGES, RunsMissing, readings
+from sslgeo_lib.pages import CLAIMS, CORE_CLAIMS, PAGES, RunsMissing, readings, ungated_verdicts
 from sslgeo_lib.presets import Preset
 from sslgeo_lib.provenance import device_name, environment
 from sslgeo_lib.stats import ClaimResult
@@ -65,15 +65,22 @@ DECIDING = {k: PAGES[k].deciding for k in CLAIMS}
 NULL_CLAIMS = ("C1", "C2", "C3", "C4", "C5", "C6", "B1")  # what an untrained sweep is read by (C7 trains no encoder)
 
 
-def every_reading(p: Preset, gated: bool = True) -> dict[str, dict[str, ClaimResult]]:
+def every_reading(p: Preset) -> tuple[dict[str, dict[str, ClaimResult]], dict[str, dict[str, ClaimResult]]]:
     """Every reading of C1-C6 and B1 on preset `p`'s runs (trained where missing), each computed by its page's
-    own computation (`pages.readings`): {"C1": {reading: ClaimResult}, ..., "B1": {claim: across the
-    objectives}}; with `gated`, the learned gate of each sweep applies, else none does (what g0 alone decides)."""
-    out, main = {}, sweep(p)  # the main sweep, loaded once for every page that reads it
+    own computation (`pages.readings`) once and read twice: (without any learned gate, what g0 alone decides;
+    with each sweep's learned gate), each {"C1": {reading: ClaimResult}, ..., "B1": {claim: across the
+    objectives}}."""
+    ungated, gated, main = {}, {}, sweep(p)  # the main sweep, loaded once for every page that reads it
     for key in NULL_CLAIMS:
-        verdicts = readings(key, p, gated=gated, runs=main if PAGES[key].runs == "main" else None).verdicts
-        out[key] = {k: v for k, v in verdicts.items() if k in DECIDING[key] or PAGES[key].group is None}
-    return out
+        r = readings(key, p, runs=main if PAGES[key].runs == "main" else None)
+        ungated[key], gated[key] = (_shown(key, ungated_verdicts(key, p, r)), _shown(key, r.verdicts))
+    return ungated, gated
+
+
+def _shown(key: str, verdicts: dict[str, ClaimResult]) -> dict[str, ClaimResult]:
+    """Every reading of a page; of B1 only its deciding ones (C1-C5 across the objectives; its primary reading is
+    C2's, already among them)."""
+    return {k: v for k, v in verdicts.items() if k in DECIDING[key] or PAGES[key].group is None}
 
 
 def readings_frame(results: dict[str, dict[str, ClaimResult]]) -> "pd.DataFrame":

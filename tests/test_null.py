@@ -25,7 +25,7 @@ def readings(cifar, tmp_path_factory):
     assert p.base.batch_size == 31 and p.eval.n_probe_train == 500 and p.eval.n_test == 500
     assert (p.eval.protocol_bank, p.eval.protocol_queries) == (1000, 250)
     try:
-        yield readings_frame(every_reading(p, gated=False)), readings_frame(every_reading(p, gated=True))
+        yield tuple(map(readings_frame, every_reading(p)))
     finally:
         mp.undo()
 

@@ -64,3 +64,23 @@ def test_a_page_must_read_known_runs_and_an_unknown_page_says_which_exist():
         Page("X", "x", "x", "x", False, "everything")
     with pytest.raises(KeyError, match="no page 'C9'; the pages are methods, C1"):
         page("C9")
+
+
+def test_a_page_read_once_gives_its_verdicts_without_the_gate_as_a_second_reading_would(cifar, isolated_store):
+    """`ungated_verdicts` (what `summary.every_reading` reads from one computation of each page) equals
+    `readings(..., gated=False)`, for a page of the main sweep and a page of groups; and it is not the gated
+    reading (one epoch on 256 images: the gate fails, so the gated verdicts are "not tested")."""
+    from sslgeo_lib.pages import readings, ungated_verdicts
+    from sslgeo_lib.presets import make_preset
+
+    p = make_preset("smoke", n_train=256, epochs=1, encoder_width=4, seeds=[0, 1], methods=["byol"], n_test=100,
+                    n_anchor=20, n_probe_train=200, n_probe_test=100, protocol_bank=300, protocol_queries=100)
+    text = lambda verdicts: {k: repr(v) for k, v in verdicts.items()}  # noqa: E731 (every field; nan equals nan)
+    for key in ("C2", "B1"):
+        r = readings(key, p)
+        ungated = ungated_verdicts(key, p, r)
+        assert text(ungated) == text(readings(key, p, gated=False).verdicts), key
+        assert ungated.keys() == r.verdicts.keys() and text(ungated) != text(r.verdicts), key
+        assert r.verdicts["primary"].verdict == "not tested" != ungated["primary"].verdict, key
+    with pytest.raises(ValueError, match="page C7 has no learned gate to drop"):
+        ungated_verdicts("C7", p, readings("C7", p))
