@@ -9,6 +9,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PRESET ?= auto
+# PIP_FLAGS: extra flags for pip install (.ci/run passes --no-compile)
+PIP_FLAGS ?=
 ifneq ($(PRESET),auto)
 export SSLGEO_PRESET := $(PRESET)
 endif
@@ -57,7 +59,7 @@ env: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
+	$(BIN)/python -m pip install --quiet $(PIP_FLAGS) -r requirements.txt -e .
 	touch $@
 
 # what training needs (data, disk, a GPU for a GPU preset) and, for a book, npm or MathJax: checked before anything
