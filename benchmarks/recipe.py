@@ -36,7 +36,7 @@ import numpy as np
 
 from sslgeo_lib.config import EvalSettings, RunConfig
 from sslgeo_lib.data import load_dataset
-from sslgeo_lib.embed import encode
+from sslgeo_lib.embed import encode, exact_fp32
 from sslgeo_lib.monitor import protocol_indices, untrained_knn
 from sslgeo_lib.presets import CPU_RECIPE, PRESETS, recipe_label
 from sslgeo_lib.probes import knn_accuracy, linear_probe
@@ -97,8 +97,9 @@ def run_row(stage: str, name: str, cfg: RunConfig, ev: EvalSettings) -> dict:
             return dict(head, knn=nan, knn_untrained=nan, gain=nan, linear=nan, images_per_s=nan, minutes=nan,
                         diverged=str(exc))
     encoder = result.model.encoder
-    h_bank = encode(encoder, data.x_train[bank], result.device)
-    h_query = encode(encoder, data.x_test[queries], result.device)
+    with exact_fp32():  # as the learned gate measures (sweep.learning_table), and untrained_knn the floor
+        h_bank = encode(encoder, data.x_train[bank], result.device)
+        h_query = encode(encoder, data.x_test[queries], result.device)
     linear = linear_probe(h_bank, data.y_train[bank], h_query, data.y_test[queries], seed=cfg.seed)["accuracy"]
     knn = knn_accuracy(h_bank, data.y_train[bank], h_query, data.y_test[queries])  # knn_of_h on the features above
     floor = untrained_knn(cfg, ev, result.device)

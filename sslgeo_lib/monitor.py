@@ -6,7 +6,8 @@ The protocol: cosine kNN (k = 20) of h, classifying `protocol_queries` class-bal
 drawn with seed 0 from the whole splits, the same for every run, so that runs and recipes compare). Its floor is the
 same seed's untrained encoder, with its BatchNorm statistics re-estimated on the bank (`untrained_encoder`): an
 encoder at initialisation in eval mode otherwise normalises with the initial running statistics (mean 0, variance 1)
-and reads lower than an untrained network really is.
+and reads lower than an untrained network really is. `untrained_knn` measures it once per process for each initial
+encoder.
 
 The monitor, measured during training after every `monitor_every` epochs, is smaller so that it costs little:
 `MONITOR_QUERIES` test images against `MONITOR_BANK` images of the run's own training subset. With a fifth of the
@@ -61,11 +62,11 @@ _UNTRAINED_KNN: dict[str, float] = {}  # untrained_knn's results in this process
 def untrained_knn(cfg, ev: EvalSettings, device="cpu") -> float:
     """The protocol's kNN accuracy of `cfg`'s untrained encoder (`untrained_encoder`, in fp32: `exact_fp32`),
     computed once per process for each initial encoder: it depends only on that encoder (its modules and initial
-    weights, which the runs of one seed share whatever their strength, objective or projector), the data, the
-    protocol and the device, which key it."""
+    weights, which the runs of one seed share whatever their strength, objective or projector), the data (its
+    content fingerprint), the protocol and the device, which key it."""
     encoder = new_model(cfg).encoder
-    key = hashlib.sha256(f"{encoder!r}|{cfg.dataset}|{ev.protocol_bank}|{ev.protocol_queries}|"
-                         f"{torch.device(device)}".encode())
+    key = hashlib.sha256(f"{encoder!r}|{load_dataset(cfg.dataset).fingerprint}|{ev.protocol_bank}|"
+                         f"{ev.protocol_queries}|{torch.device(device)}".encode())
     for name, tensor in encoder.state_dict().items():
         key.update(name.encode() + tensor.cpu().numpy().tobytes())
     if key.hexdigest() not in _UNTRAINED_KNN:

@@ -84,7 +84,7 @@ def _shown(key: str, verdicts: dict[str, ClaimResult]) -> dict[str, ClaimResult]
 
 
 def readings_frame(results: dict[str, dict[str, ClaimResult]]) -> "pd.DataFrame":
-    """`every_reading`'s results as rows: claim, reading, deciding (one of DECIDING), statistic, estimate
+    """One of `every_reading`'s two results as rows: claim, reading, deciding (one of DECIDING), statistic, estimate
     [interval], verdict."""
 
     return pd.DataFrame([{"claim": c, "reading": k, "deciding": k in DECIDING[c], "statistic": r.statistic,

@@ -108,8 +108,9 @@ def learning_table(runs: list[Run], ev: EvalSettings, device=None) -> pd.DataFra
 
 def untrained_baseline(preset: Preset) -> pd.DataFrame:
     """Randomly initialised encoders, one per seed of the preset, BatchNorm statistics re-estimated on the kNN
-    protocol's bank (`monitor.untrained_encoder`): the protocol's kNN accuracy and the linear-probe accuracy of h
-    (the C1 protocol). The floor that a trained encoder must beat. Columns: seed, knn, linear."""
+    protocol's bank (`monitor.untrained_encoder`): the protocol's kNN accuracy (`monitor.untrained_knn`, the
+    learned gate's floor) and the linear-probe accuracy of h (the C1 protocol). The floor that a trained encoder
+    must beat. Columns: seed, knn, linear."""
     device, ev = default_device(), preset.eval
     data = load_dataset(preset.base.dataset)
     rows = []

@@ -1,4 +1,6 @@
 """The per-run measurement tables on a tiny two-seed sweep: shapes, ranges and exact values where known."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -187,8 +189,8 @@ def test_learning_table_pairs_each_run_with_its_own_untrained_encoder(setup, mon
 
 def test_the_untrained_knn_is_computed_once_per_initial_encoder(cifar, monkeypatch):
     """`untrained_knn` equals the protocol's kNN of `untrained_encoder`, and runs of one seed that differ in what
-    training does (strength, objective, projector) share it: it is computed again only for another seed or
-    another encoder."""
+    training does (strength, objective, projector) share it: it is computed again only for another seed, encoder,
+    protocol or data content."""
     from sslgeo_lib import monitor
     from sslgeo_lib.config import EvalSettings, RunConfig
 
@@ -203,10 +205,15 @@ def test_the_untrained_knn_is_computed_once_per_initial_encoder(cifar, monkeypat
     for same in (base.replace(strength=0.0), base.replace(method="byol"), base.replace(projector_depth=3)):
         assert monitor.untrained_knn(same, ev) == first
     assert len(computed) == 1
-    other = [monitor.untrained_knn(c, ev) for c in (base.replace(seed=1), base.replace(encoder_width=8))]
-    assert len(computed) == 3 and other[0] != first
+    for other in (base.replace(seed=1), base.replace(encoder_width=8)):
+        monitor.untrained_knn(other, ev)
+    assert len(computed) == 3
     monitor.untrained_knn(base, ev.replace(protocol_bank=200))
     assert len(computed) == 4
+    data = monitor.load_dataset("cifar10")  # the same name with other content (another $SSLGEO_DATA, an edited tree)
+    monkeypatch.setattr(monitor, "load_dataset", lambda name: dataclasses.replace(data, fingerprint="other"))
+    monitor.untrained_knn(base, ev)
+    assert len(computed) == 5
 
 
 def test_batchnorm_reestimation_gives_the_bank_statistics():
