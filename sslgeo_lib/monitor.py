@@ -65,15 +65,15 @@ def untrained_knn(cfg, ev: EvalSettings, device="cpu") -> float:
     weights, which the runs of one seed share whatever their strength, objective or projector), the data (its
     content fingerprint), the protocol and the device, which key it."""
     encoder = new_model(cfg).encoder
-    key = hashlib.sha256(f"{encoder!r}|{load_dataset(cfg.dataset).fingerprint}|{ev.protocol_bank}|"
-                         f"{ev.protocol_queries}|{torch.device(device)}".encode())
+    digest = hashlib.sha256(f"{encoder!r}|{load_dataset(cfg.dataset).fingerprint}|{ev.protocol_bank}|"
+                            f"{ev.protocol_queries}|{torch.device(device)}".encode())
     for name, tensor in encoder.state_dict().items():
-        key.update(name.encode() + tensor.cpu().numpy().tobytes())
-    if key.hexdigest() not in _UNTRAINED_KNN:
+        digest.update(name.encode() + tensor.cpu().numpy().tobytes())
+    key = digest.hexdigest()
+    if key not in _UNTRAINED_KNN:
         with exact_fp32():
-            _UNTRAINED_KNN[key.hexdigest()] = knn_of_h(_reestimated(encoder, cfg.dataset, ev, device), cfg.dataset,
-                                                       device, ev)
-    return _UNTRAINED_KNN[key.hexdigest()]
+            _UNTRAINED_KNN[key] = knn_of_h(_reestimated(encoder, cfg.dataset, ev, device), cfg.dataset, device, ev)
+    return _UNTRAINED_KNN[key]
 
 
 MONITOR_BANK = 2000    # training images in the monitor's bank (from the run's own subset)
